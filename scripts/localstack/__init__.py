@@ -1,0 +1,1 @@
+"""The local stack: diskrisk's real services as processes, for machines without Docker."""

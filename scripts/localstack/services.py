@@ -1,0 +1,352 @@
+"""The real services of diskrisk, run as local processes on loopback.
+
+The same services as docker-compose.yml, with the same variable names: addresses, ports and
+credentials are read from `.env`; nothing here names a host, port or secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from localstack.proc import CACHE, DATA, LOGS, ROOT, STATE, Service, StackError, port_open, run
+
+ENV_FILE = Path(os.environ.get("DISKRISK_ENV_FILE", ROOT / ".env"))
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+HBASE_LIB = CACHE / "hbase-2.6.1" / "lib"
+MINIO_BIN = CACHE / "bin" / "minio"
+VENV_BIN = Path(sys.executable).parent
+# Not a root process: PostgreSQL refuses to run as root, and nothing else needs it.
+SERVICE_USER = os.environ.get("DISKRISK_SERVICE_USER", "postgres")
+
+
+# --- .env --------------------------------------------------------------------------------------
+def ensure_env() -> Path:
+    """Create `.env` from `.env.example` with fresh random secrets, once."""
+    if ENV_FILE.exists():
+        return ENV_FILE
+    lines = []
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            if value == "__generate__":
+                value = secrets.token_hex(16)
+            elif value == "__generate_fernet__":
+                value = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        lines.append(f"{key}{sep}{value}" if sep else line)
+    ENV_FILE.write_text("\n".join(lines) + "\n")
+    ENV_FILE.chmod(0o600)
+    return ENV_FILE
+
+
+def env() -> dict[str, str]:
+    """Settings: the process environment wins over `.env`."""
+    values = {k: v for k, v in dotenv_values(ensure_env()).items() if v is not None}
+    values.update({k: v for k, v in os.environ.items() if k in values})
+    return values
+
+
+def _hostport(url: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.hostname or not parts.port:
+        raise StackError(f"{url!r} must name a host and a port")
+    return parts.hostname, parts.port
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - loopback probe
+        return 200 <= resp.status < 300
+
+
+def _owned_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(path, SERVICE_USER, SERVICE_USER)
+    return path
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+def postgres(e: dict[str, str]) -> Service:
+    data = DATA / "postgres"
+    host, port = e["POSTGRES_HOST"], int(e["POSTGRES_PORT"])
+
+    def prepare() -> None:
+        _owned_dir(STATE / "data")
+        if (data / "PG_VERSION").exists():
+            return
+        _owned_dir(data)
+        pwfile = STATE / "run" / "pg.pw"
+        pwfile.write_text(e["POSTGRES_PASSWORD"])
+        if os.geteuid() == 0:
+            shutil.chown(pwfile, SERVICE_USER, SERVICE_USER)
+        try:
+            run(
+                [str(PG_BIN / "initdb"), "-D", str(data), "-U", e["POSTGRES_USER"],
+                 f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8"],
+                user=SERVICE_USER,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def after() -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(host=host, port=port, user=e["POSTGRES_USER"],
+                                password=e["POSTGRES_PASSWORD"], dbname="postgres")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for app in ("AIRFLOW", "MLFLOW"):
+                user, pw, db = e[f"{app}_DB_USER"], e[f"{app}_DB_PASSWORD"], e[f"{app}_DB_NAME"]
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname=%s", (user,))
+                verb = "ALTER" if cur.fetchone() else "CREATE"
+                cur.execute(f'{verb} ROLE "{user}" LOGIN PASSWORD %s', (pw,))
+                for name in (db, f"{db}_auth") if app == "MLFLOW" else (db,):
+                    cur.execute("SELECT 1 FROM pg_database WHERE datname=%s", (name,))
+                    if not cur.fetchone():
+                        cur.execute(f'CREATE DATABASE "{name}" OWNER "{user}"')
+        conn.close()
+
+    return Service(
+        name="postgres",
+        argv=[str(PG_BIN / "postgres"), "-D", str(data), "-h", host, "-p", str(port),
+              "-k", str(_owned_dir(STATE / "run" / "pgsock"))],
+        ready=lambda: port_open(host, port),
+        prepare=prepare,
+        after=after,
+        user=SERVICE_USER,
+        timeout=60,
+    )
+
+
+def pg_url(e: dict[str, str], app: str, db: str | None = None) -> str:
+    return (f"postgresql+psycopg2://{e[f'{app}_DB_USER']}:{e[f'{app}_DB_PASSWORD']}"
+            f"@{e['POSTGRES_HOST']}:{e['POSTGRES_PORT']}/{db or e[f'{app}_DB_NAME']}")
+
+
+# --- S3 (MinIO) ----------------------------------------------------------------------------------
+def s3(e: dict[str, str]) -> Service:
+    host, port = _hostport(e["S3_ENDPOINT_URL"])
+
+    def after() -> None:
+        run([str(VENV_BIN / "diskrisk"), "init", "s3"], env={"DISKRISK_ENV_FILE": str(ENV_FILE)})
+
+    return Service(
+        name="s3",
+        argv=[str(MINIO_BIN), "server", str(DATA / "minio"), "--address", f"{host}:{port}",
+              "--console-address", e["S3_CONSOLE_ADDRESS"], "--quiet"],
+        env={"MINIO_ROOT_USER": e["MINIO_ROOT_USER"],
+             "MINIO_ROOT_PASSWORD": e["MINIO_ROOT_PASSWORD"],
+             "MINIO_BROWSER_REDIRECT": "off", "MINIO_UPDATE": "off"},
+        ready=lambda: _http_ok(f"{e['S3_ENDPOINT_URL'].rstrip('/')}/minio/health/ready"),
+        after=after,
+        timeout=60,
+    )
+
+
+# --- HBase standalone + Thrift ---------------------------------------------------------------------
+# The options HBase's launcher passes on JDK 17 (hbase-surefire.jdk17.flags in HBase's pom).
+JDK17_OPTS = [
+    "-Dorg.apache.hbase.thirdparty.io.netty.tryReflectionSetAccessible=true",
+    "--add-modules", "jdk.unsupported",
+    "--add-opens", "java.base/java.io=ALL-UNNAMED",
+    "--add-opens", "java.base/java.nio=ALL-UNNAMED",
+    "--add-opens", "java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens", "java.base/java.lang=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-opens", "java.base/java.lang.reflect=ALL-UNNAMED",
+    "--add-opens", "java.base/java.util=ALL-UNNAMED",
+    "--add-opens", "java.base/java.util.concurrent=ALL-UNNAMED",
+    "--add-exports", "java.base/jdk.internal.misc=ALL-UNNAMED",
+    "--add-exports", "java.security.jgss/sun.security.krb5=ALL-UNNAMED",
+    "--add-exports", "java.base/sun.net.dns=ALL-UNNAMED",
+    "--add-exports", "java.base/sun.net.util=ALL-UNNAMED",
+]
+
+
+def _hbase_conf(e: dict[str, str]) -> Path:
+    """Render hbase-site.xml from hbase/hbase-site.xml.in with the ports of `.env`."""
+    conf = STATE / "hbase" / "conf"
+    conf.mkdir(parents=True, exist_ok=True)
+    values = {**e, "HBASE_ROOTDIR": f"file://{DATA / 'hbase'}",
+              "HBASE_ZK_DATADIR": str(DATA / "hbase-zk"), "HBASE_TMPDIR": str(STATE / "hbase" / "tmp"),
+              "HBASE_BIND_HOST": e["HBASE_THRIFT_HOST"]}
+    template = (ROOT / "hbase" / "hbase-site.xml.in").read_text()
+    for key, value in values.items():
+        template = template.replace("${" + key + "}", value)
+    (conf / "hbase-site.xml").write_text(template)
+    shutil.copy(ROOT / "hbase" / "log4j2.properties", conf / "log4j2.properties")
+    return conf
+
+
+def _java(conf: Path, heap: str, main: str, *args: str) -> list[str]:
+    return ["java", f"-Xmx{heap}", "-XX:+UseG1GC", *JDK17_OPTS,
+            f"-Dhbase.log.dir={LOGS}", "-Dhbase.root.logger=INFO,console",
+            f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
+            "-cp", f"{conf}:{HBASE_LIB}/*", main, *args]
+
+
+def _hbase_master_initialized(e: dict[str, str]) -> bool:
+    """The info server answers before the master can create tables; wait for the latter."""
+    url = (f"http://{e['HBASE_THRIFT_HOST']}:{e['HBASE_MASTER_INFO_PORT']}/jmx"
+           "?qry=Hadoop:service=HBase,name=Master,sub=Server")
+    with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - loopback probe
+        beans = json.load(resp)["beans"]
+    return bool(beans) and beans[0].get("masterFinishedInitializationTime", 0) > 0 and \
+        beans[0].get("numRegionServers", 0) >= 1
+
+
+def hbase(e: dict[str, str]) -> Service:
+    conf = STATE / "hbase" / "conf"
+    return Service(
+        name="hbase",
+        argv=_java(conf, "1g", "org.apache.hadoop.hbase.master.HMaster", "start"),
+        prepare=lambda: _hbase_conf(e) and None,
+        ready=lambda: _hbase_master_initialized(e),
+        timeout=180,
+    )
+
+
+def hbase_thrift(e: dict[str, str]) -> Service:
+    conf = STATE / "hbase" / "conf"
+    host, port = e["HBASE_THRIFT_HOST"], int(e["HBASE_THRIFT_PORT"])
+
+    def ready() -> bool:
+        import happybase
+
+        conn = happybase.Connection(host=host, port=port, timeout=5000)
+        try:
+            conn.tables()
+            return True
+        finally:
+            conn.close()
+
+    return Service(
+        name="hbase-thrift",
+        argv=_java(conf, "512m", "org.apache.hadoop.hbase.thrift.ThriftServer",
+                   "-b", host, "-p", str(port), "--infoport", e["HBASE_THRIFT_INFO_PORT"], "start"),
+        prepare=lambda: _hbase_conf(e) and None,
+        ready=ready,
+        timeout=120,
+    )
+
+
+# --- MLflow tracking server --------------------------------------------------------------------------
+def mlflow(e: dict[str, str]) -> Service:
+    host, port = _hostport(e["MLFLOW_TRACKING_URI"])
+    auth_ini = STATE / "mlflow" / "basic_auth.ini"
+
+    def prepare() -> None:
+        auth_ini.parent.mkdir(parents=True, exist_ok=True)
+        run([sys.executable, str(ROOT / "mlflow" / "render_auth_config.py"), str(auth_ini)],
+            env={"MLFLOW_AUTH_DATABASE_URI": pg_url(e, "MLFLOW", f"{e['MLFLOW_DB_NAME']}_auth")})
+
+    def after() -> None:
+        run([str(VENV_BIN / "diskrisk"), "init", "mlflow"], env={"DISKRISK_ENV_FILE": str(ENV_FILE)})
+
+    return Service(
+        name="mlflow",
+        argv=[str(VENV_BIN / "mlflow"), "server", "--app-name", "basic-auth",
+              "--backend-store-uri", pg_url(e, "MLFLOW"),
+              "--artifacts-destination", f"s3://{e['MLFLOW_ARTIFACTS_BUCKET']}/",
+              "--serve-artifacts", "--host", host, "--port", str(port), "--workers", "2"],
+        env={"MLFLOW_AUTH_CONFIG_PATH": str(auth_ini),
+             "MLFLOW_AUTH_ADMIN_USERNAME": e["MLFLOW_AUTH_ADMIN_USERNAME"],
+             "MLFLOW_AUTH_ADMIN_PASSWORD": e["MLFLOW_AUTH_ADMIN_PASSWORD"],
+             "MLFLOW_FLASK_SERVER_SECRET_KEY": e["MLFLOW_FLASK_SERVER_SECRET_KEY"],
+             "MLFLOW_S3_ENDPOINT_URL": e["S3_ENDPOINT_URL"],
+             "AWS_ACCESS_KEY_ID": e["MLFLOW_S3_ACCESS_KEY"],
+             "AWS_SECRET_ACCESS_KEY": e["MLFLOW_S3_SECRET_KEY"],
+             "AWS_DEFAULT_REGION": e["S3_REGION"]},
+        prepare=prepare,
+        after=after,
+        ready=lambda: _http_ok(f"{e['MLFLOW_TRACKING_URI'].rstrip('/')}/health"),
+        timeout=180,
+    )
+
+
+# --- Airflow 3 ---------------------------------------------------------------------------------------
+def airflow_env(e: dict[str, str]) -> dict[str, str]:
+    home = STATE / "airflow"
+    api = e["AIRFLOW_API_URL"].rstrip("/")
+    host, port = _hostport(api)
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg_url(e, "AIRFLOW"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "airflow" / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__FERNET_KEY": e["AIRFLOW__CORE__FERNET_KEY"],
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{e['AIRFLOW_ADMIN_USERNAME']}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__API__HOST": host,
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": e["AIRFLOW__API_AUTH__JWT_SECRET"],
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(LOGS / "airflow"),
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "DISKRISK_ENV_FILE": str(ENV_FILE),
+    }
+
+
+def airflow_migrate(e: dict[str, str]) -> None:
+    ae = airflow_env(e)
+    home = Path(ae["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    pw = home / "passwords.json"
+    pw.write_text(json.dumps({e["AIRFLOW_ADMIN_USERNAME"]: e["AIRFLOW_ADMIN_PASSWORD"]}))
+    pw.chmod(0o600)
+    run([str(VENV_BIN / "airflow"), "db", "migrate"], env=ae)
+
+
+def airflow_api(e: dict[str, str]) -> Service:
+    api = e["AIRFLOW_API_URL"].rstrip("/")
+    return Service(
+        name="airflow-api-server",
+        argv=[str(VENV_BIN / "airflow"), "api-server"],
+        env=airflow_env(e),
+        prepare=lambda: airflow_migrate(e),
+        ready=lambda: _http_ok(f"{api}/api/v2/monitor/health"),
+        timeout=300,
+    )
+
+
+def airflow_component(e: dict[str, str], component: str) -> Service:
+    """Scheduler and dag-processor have no port: ready once they stayed up for a few seconds."""
+    svc = Service(
+        name=f"airflow-{component}",
+        argv=[str(VENV_BIN / "airflow"), component],
+        env=airflow_env(e),
+        ready=lambda: False,
+        timeout=60,
+    )
+    svc.ready = lambda: time.time() - svc.pidfile.stat().st_mtime > 10
+    return svc
+
+
+def all_services() -> list[Service]:
+    """In start order; `down` stops them in reverse."""
+    e = env()
+    return [
+        postgres(e),
+        s3(e),
+        hbase(e),
+        hbase_thrift(e),
+        mlflow(e),
+        airflow_api(e),
+        airflow_component(e, "scheduler"),
+        airflow_component(e, "dag-processor"),
+    ]

@@ -1,0 +1,122 @@
+"""Typed settings for every service diskrisk talks to.
+
+Endpoints, ports, users, passwords and tokens have no defaults on purpose: they come from the
+environment or a `.env` file (path in ``DISKRISK_ENV_FILE``, else ``./.env``), so a deployment
+can never silently talk to a wrong host with a built-in password. Each group is loaded on its
+own (``load(S3Settings)``) so a task that only needs S3 does not require HBase settings.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import AnyHttpUrl, Field, PositiveInt, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or malformed; the message names the variable."""
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=False, frozen=True)
+
+
+class S3Settings(_Base):
+    """The pipeline's S3 identity and its bucket."""
+
+    endpoint_url: AnyHttpUrl = Field(alias="S3_ENDPOINT_URL")
+    region: str = Field(alias="S3_REGION")
+    access_key: SecretStr = Field(alias="DISKRISK_S3_ACCESS_KEY", min_length=3)
+    secret_key: SecretStr = Field(alias="DISKRISK_S3_SECRET_KEY", min_length=8)
+    bucket: str = Field(alias="DISKRISK_BUCKET", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class S3AdminSettings(_Base):
+    """Object-store administrator; only the init step uses it."""
+
+    endpoint_url: AnyHttpUrl = Field(alias="S3_ENDPOINT_URL")
+    region: str = Field(alias="S3_REGION")
+    root_user: SecretStr = Field(alias="MINIO_ROOT_USER", min_length=3)
+    root_password: SecretStr = Field(alias="MINIO_ROOT_PASSWORD", min_length=8)
+    bucket: str = Field(alias="DISKRISK_BUCKET")
+    mlflow_bucket: str = Field(alias="MLFLOW_ARTIFACTS_BUCKET")
+    pipeline_access_key: SecretStr = Field(alias="DISKRISK_S3_ACCESS_KEY", min_length=3)
+    pipeline_secret_key: SecretStr = Field(alias="DISKRISK_S3_SECRET_KEY", min_length=8)
+    mlflow_access_key: SecretStr = Field(alias="MLFLOW_S3_ACCESS_KEY", min_length=3)
+    mlflow_secret_key: SecretStr = Field(alias="MLFLOW_S3_SECRET_KEY", min_length=8)
+
+
+class MlflowSettings(_Base):
+    """The pipeline's MLflow identity (the mlflow client reads the same variables)."""
+
+    tracking_uri: AnyHttpUrl = Field(alias="MLFLOW_TRACKING_URI")
+    username: str = Field(alias="MLFLOW_TRACKING_USERNAME", min_length=1)
+    password: SecretStr = Field(alias="MLFLOW_TRACKING_PASSWORD", min_length=8)
+    model_name: str = Field(default="diskrisk-failure-risk", alias="DISKRISK_MODEL_NAME")
+    experiment: str = Field(default="diskrisk", alias="DISKRISK_EXPERIMENT")
+
+
+class MlflowAdminSettings(_Base):
+    tracking_uri: AnyHttpUrl = Field(alias="MLFLOW_TRACKING_URI")
+    admin_username: str = Field(alias="MLFLOW_AUTH_ADMIN_USERNAME", min_length=1)
+    admin_password: SecretStr = Field(alias="MLFLOW_AUTH_ADMIN_PASSWORD", min_length=8)
+    pipeline_username: str = Field(alias="MLFLOW_TRACKING_USERNAME", min_length=1)
+    pipeline_password: SecretStr = Field(alias="MLFLOW_TRACKING_PASSWORD", min_length=8)
+
+
+class HBaseSettings(_Base):
+    thrift_host: str = Field(alias="HBASE_THRIFT_HOST", min_length=1)
+    thrift_port: PositiveInt = Field(alias="HBASE_THRIFT_PORT", lt=65536)
+    namespace: str = Field(alias="DISKRISK_HBASE_NAMESPACE", pattern=r"^[A-Za-z0-9_]+$")
+    batch_size: PositiveInt = Field(default=5000, alias="DISKRISK_HBASE_BATCH_SIZE")
+
+
+class PostgresSettings(_Base):
+    host: str = Field(alias="POSTGRES_HOST", min_length=1)
+    port: PositiveInt = Field(alias="POSTGRES_PORT", lt=65536)
+    user: str = Field(alias="POSTGRES_USER", min_length=1)
+    password: SecretStr = Field(alias="POSTGRES_PASSWORD", min_length=8)
+
+
+def env_file() -> Path:
+    return Path(os.environ.get("DISKRISK_ENV_FILE", ".env"))
+
+
+def load(cls: type[S]) -> S:
+    """Instantiate a settings group, failing fast with the names of the bad variables."""
+    try:
+        return cls(_env_file=env_file())  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = _alias(cls, err["loc"][0]) if err["loc"] else "?"
+            reason = "is not set" if err["type"] == "missing" else f"is invalid: {err['msg']}"
+            problems.append(f"{name} {reason}")
+        raise ConfigError(
+            f"{cls.__name__}: " + "; ".join(problems) + f" (environment or {env_file()})"
+        ) from None
+
+
+def _alias(cls: type[BaseSettings], field: object) -> str:
+    info = cls.model_fields.get(str(field))
+    return (info.alias if info and info.alias else str(field)).upper()
+
+
+@lru_cache
+def cached(cls: type[S]) -> S:
+    return load(cls)
+
+
+def host_port(url: AnyHttpUrl | str) -> tuple[str, int]:
+    """Split an http(s) URL into the host and port a server must bind to."""
+    parts = urlsplit(str(url))
+    if not parts.hostname or not parts.port:
+        raise ConfigError(f"{url!r} must name a host and an explicit port")
+    return parts.hostname, parts.port
