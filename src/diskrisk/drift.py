@@ -1,0 +1,137 @@
+"""Data drift between the champion's training snapshot and the newest days (Evidently).
+
+The decision follows Evidently's dataset-drift rule: each feature is tested on its own (KS for
+numeric features, PSI for categorical ones by default), and the data has drifted when the share of
+drifted features reaches ``drift_share``. The pipeline retrains when it has.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from evidently import DataDefinition, Dataset, Report
+from evidently.presets import DataDriftPreset
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Evidently tests whose statistic is a p-value: drift when it falls *below* the threshold.
+# For the others (PSI, Jensen-Shannon, Wasserstein, ...) it is a distance: drift when at or above.
+_P_VALUE_TESTS = {"ks", "chisquare", "z", "t_test", "mannw", "fisher_exact", "g_test",
+                  "anderson", "cramer_von_mises", "epps_singleton", "empirical_mmd"}
+
+
+class DriftSettings(BaseSettings):
+    """Thresholds, overridable from the environment (DISKRISK_DRIFT_*)."""
+
+    model_config = SettingsConfigDict(env_prefix="DISKRISK_DRIFT_", extra="ignore")
+    num_method: str = "ks"
+    cat_method: str = "psi"
+    num_threshold: float = Field(0.05, gt=0)
+    cat_threshold: float = Field(0.1, gt=0)
+    drift_share: float = Field(0.5, gt=0, le=1)
+    max_rows: int = Field(50_000, gt=100)  # sample size per side: KS on 300k rows flags noise
+
+
+@dataclass
+class ColumnDrift:
+    method: str
+    statistic: float
+    threshold: float
+    drifted: bool
+
+
+@dataclass
+class DriftSummary:
+    drift: bool
+    share: float
+    drifted_columns: int
+    tested_columns: int
+    drift_share_threshold: float
+    columns: dict[str, ColumnDrift] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    reference_rows: int = 0
+    current_rows: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    numerical: list[str],
+    categorical: list[str],
+    settings: DriftSettings | None = None,
+    seed: int = 0,
+) -> tuple[DriftSummary, Any]:
+    """Run Evidently's data-drift preset; returns the summary and the Evidently snapshot."""
+    s = settings or DriftSettings()
+    skipped: dict[str, str] = {}
+    usable_num, usable_cat = [], []
+    for col, bucket in [(c, usable_num) for c in numerical] + [(c, usable_cat) for c in categorical]:
+        if col not in reference or col not in current:
+            skipped[col] = "missing from reference or current data"
+        elif reference[col].notna().sum() < 2 or current[col].notna().sum() < 2:
+            skipped[col] = "no values on one side"
+        else:
+            bucket.append(col)
+    if not usable_num and not usable_cat:
+        raise ValueError(f"no feature can be tested for drift: {skipped}")
+    cols = usable_num + usable_cat
+    ref = _sample(reference[cols], s.max_rows, seed)
+    cur = _sample(current[cols], s.max_rows, seed)
+    for col in usable_cat:
+        ref[col], cur[col] = ref[col].astype(str), cur[col].astype(str)
+    definition = DataDefinition(numerical_columns=usable_num, categorical_columns=usable_cat)
+    report = Report([DataDriftPreset(
+        columns=cols, num_method=s.num_method, cat_method=s.cat_method,
+        num_threshold=s.num_threshold, cat_threshold=s.cat_threshold, drift_share=s.drift_share,
+    )])
+    snapshot = report.run(
+        current_data=Dataset.from_pandas(cur, data_definition=definition),
+        reference_data=Dataset.from_pandas(ref, data_definition=definition),
+    )
+    return _summarise(snapshot.dict(), s, skipped, len(ref), len(cur)), snapshot
+
+
+def _sample(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    return (df.sample(n=n, random_state=seed) if len(df) > n else df).copy()
+
+
+def _summarise(result: dict[str, Any], s: DriftSettings, skipped: dict[str, str],
+               n_ref: int, n_cur: int) -> DriftSummary:
+    columns: dict[str, ColumnDrift] = {}
+    count = share = None
+    for metric in result["metrics"]:
+        cfg, value = metric["config"], metric["value"]
+        if cfg["type"].endswith(":DriftedColumnsCount"):
+            count, share = int(value["count"]), float(value["share"])
+        elif cfg["type"].endswith(":ValueDrift"):
+            method, threshold, stat = cfg["method"], float(cfg["threshold"]), float(value)
+            drifted = stat < threshold if method in _P_VALUE_TESTS else stat >= threshold
+            columns[cfg["column"]] = ColumnDrift(method, _finite(stat), threshold, drifted)
+    if count is None or share is None:
+        raise RuntimeError("Evidently returned no DriftedColumnsCount metric")
+    if count != sum(c.drifted for c in columns.values()):
+        raise RuntimeError("per-column drift verdicts disagree with Evidently's count")
+    return DriftSummary(drift=share >= s.drift_share, share=share, drifted_columns=count,
+                        tested_columns=len(columns), drift_share_threshold=s.drift_share,
+                        columns=columns, skipped=skipped, reference_rows=n_ref, current_rows=n_cur)
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else float("nan")
+
+
+def write_report(summary: DriftSummary, snapshot: Any, out_dir: Path) -> dict[str, Path]:
+    """HTML report and JSON summary on local disk (then shipped to S3 and MLflow)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html, js = out_dir / "drift_report.html", out_dir / "drift_summary.json"
+    snapshot.save_html(str(html))
+    js.write_text(json.dumps(summary.to_dict(), indent=2, default=str))
+    return {"html": html, "json": js}
