@@ -107,7 +107,7 @@ def test_mlflow_run_and_registered_model_as_pipeline(stack_env, tmp_path):
         mlflow.log_param("family", "constant")
         mlflow.log_metric("c_index", 0.5)
         mlflow.log_artifact(str(tmp_path / "note.txt"))
-        info = mlflow.pyfunc.log_model(name="model", python_model=Constant(),
+        info = mlflow.pyfunc.log_model(name="model", python_model=Constant(), pip_requirements=["mlflow"],
                                        registered_model_name=name)
     got = client.get_run(run.info.run_id)
     assert got.data.metrics["c_index"] == 0.5

@@ -1,0 +1,117 @@
+"""Champion/challenger bookkeeping in the MLflow model registry.
+
+One registered model carries two aliases: ``challenger`` (the newest candidate) and ``champion``
+(what scoring uses). Promotion is one call, ``set_registered_model_alias``, so readers see either
+the old or the new champion, never a mix. Every decision, including refusals, is written to the
+challenger version's tags with its reason, so the registry UI tells the whole story.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+class PromotionSettings(BaseSettings):
+    """The promotion rule's knobs (DISKRISK_PROMOTION_*)."""
+
+    model_config = SettingsConfigDict(env_prefix="DISKRISK_PROMOTION_", extra="ignore")
+    min_gain: float = Field(0.005, ge=0, description="C-index gain the challenger must reach")
+    min_events: int = Field(10, ge=1, description="failures the holdout needs to be trusted")
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+    challenger_c: float
+    champion_c: float | None
+    holdout_events: int
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "promotion.decision": "promoted" if self.promote else "refused",
+            "promotion.reason": self.reason,
+            "promotion.challenger_c_index": f"{self.challenger_c:.6f}",
+            "promotion.champion_c_index": "" if self.champion_c is None else f"{self.champion_c:.6f}",
+            "promotion.holdout_events": str(self.holdout_events),
+        }
+
+
+def decide(challenger_c: float, champion_c: float | None, holdout_events: int,
+           rule: PromotionSettings | None = None) -> Decision:
+    """Promote when the challenger beats the champion on the *same* holdout by ``min_gain``.
+
+    With no champion yet, any valid challenger is promoted. A holdout with fewer than
+    ``min_events`` failures, or a C-index that is not a number, never promotes.
+    """
+    r = rule or PromotionSettings()
+    def no(reason: str) -> Decision:
+        return Decision(False, reason, challenger_c, champion_c, holdout_events)
+
+    if not np.isfinite(challenger_c):
+        return no("challenger C-index is not a number: evaluation incomplete")
+    if holdout_events < r.min_events:
+        return no(f"holdout has {holdout_events} failures, fewer than the {r.min_events} required")
+    if champion_c is None:
+        return Decision(True, "no champion yet", challenger_c, None, holdout_events)
+    if not np.isfinite(champion_c):
+        return no("champion could not be re-scored on the challenger's holdout")
+    gain = challenger_c - champion_c
+    if gain >= r.min_gain:
+        return Decision(True, f"C-index gain {gain:+.4f} >= {r.min_gain}", challenger_c,
+                        champion_c, holdout_events)
+    return no(f"C-index gain {gain:+.4f} < {r.min_gain}")
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}:
+            return None
+        raise
+
+
+def register(client: MlflowClient, name: str, model_uri: str, tags: dict[str, str]) -> ModelVersion:
+    """Register a logged model (``models:/m-…`` URI) as a new version; it becomes the challenger."""
+    import mlflow
+
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    return version
+
+
+def apply(client: MlflowClient, name: str, version: str, decision: Decision) -> None:
+    """Record the decision on the version; on promotion, switch the champion alias (atomic)."""
+    for key, value in decision.tags().items():
+        client.set_model_version_tag(name, version, key, value)
+    if decision.promote:
+        client.set_registered_model_alias(name, CHAMPION, version)
+
+
+def champion_c_index(client: MlflowClient, name: str, holdout: pd.DataFrame,
+                     duration: str = "duration_days", event: str = "event") -> tuple[str, float] | None:
+    """Re-score the current champion on a challenger's holdout: Harrell's C of its risk column."""
+    import mlflow
+    from sksurv.metrics import concordance_index_censored
+
+    current = alias_version(client, name, CHAMPION)
+    if current is None:
+        return None
+    # Pinned to the version read above, so a concurrent promotion cannot swap models mid-way.
+    # Errors propagate: an evaluation that fails never promotes anything.
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{current.version}")
+    risk = np.asarray(model.predict(holdout)["risk"], dtype=float)
+    c = concordance_index_censored(holdout[event].astype(bool).to_numpy(),
+                                   holdout[duration].to_numpy(dtype=float), risk)[0]
+    return current.version, float(c)
