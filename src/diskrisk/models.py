@@ -1,0 +1,693 @@
+"""Survival model families behind one small interface.
+
+Every family is a :class:`RiskModel`: ``fit(df)`` on the survival dataset of
+``docs/contracts.md``, then ``predict_risk(df)`` (a ranking score, higher = riskier) and
+``predict_survival(df, horizons)`` (S(t | x), the probability a drive is still alive ``t`` days
+after its snapshot). The time scale is the landmark one: duration = ``duration_days`` from the
+snapshot, event = ``event``. Age enters as a covariate (and as the time scale of the ``km``
+reference only).
+
+Preprocessing is fitted on the training frame and stored inside the model, so scoring applies
+the identical transforms:
+
+* SMART columns ``smart_<id>_raw[_d7|_d30]``: negatives clipped to 0, ``log1p`` (counters are
+  heavy tailed: a drive with 10 000 reallocated sectors is not 10 000x riskier than one with 1),
+  median imputation plus a missing indicator (vendors report different attributes, and "not
+  reported" carries information);
+* ``age_days`` median-imputed; ``capacity_bytes`` as TB (non-positive = unknown);
+* ``vendor`` one-hot over the ``vendor_top_k`` most frequent, the rest pooled as "infrequent";
+* zero-variance columns dropped, then standardised (per-SD coefficients for linear families,
+  harmless for trees).
+
+Families (``make_model(family, params)``; defaults in :data:`DEFAULT_PARAMS`):
+
+* ``coxph``: lifelines ``CoxPHFitter``, hazard h(t|x) = h0(t) exp(x'b), elastic-net penalty
+  ``penalizer * (l1_ratio |b|_1 + (1 - l1_ratio)/2 |b|_2^2)``; risk = x'b.
+* ``weibull_aft``: lifelines ``WeibullAFTFitter``, log T = x'b + sigma W, S(t|x) =
+  exp(-(t / lambda(x))^rho) with lambda(x) = exp(x'b); risk = log H(1 | x) = -rho log lambda(x).
+* ``rsf``: scikit-survival ``RandomSurvivalForest`` (log-rank splits, Nelson-Aalen leaves);
+  risk = ensemble mortality (sum of the cumulative hazard over the training time points).
+* ``gbsa``: scikit-survival ``GradientBoostingSurvivalAnalysis`` with Cox partial likelihood
+  loss on regression trees; risk = boosted log hazard f(x); S via Breslow baseline.
+* ``coxnet``: scikit-survival ``CoxnetSurvivalAnalysis`` (glmnet-style elastic-net Cox path);
+  predictions use the least penalised alpha of the path, ``alpha_min_ratio * alpha_max``,
+  where alpha_max is the smallest penalty that zeroes every coefficient (scale free).
+* ``km``: Kaplan-Meier reference without covariates. ``time_scale="age"`` fits S_age(a) on the
+  age scale with left truncation (entry ``entry_age_days``, exit ``exit_age_days``) and predicts
+  the conditional survival S(t | a) = S_age(a + t) / S_age(a); risk = 1 - S(horizon | a).
+  ``time_scale="landmark"`` ignores everything: constant risk 0, S(t) = KM of
+  ``duration_days``. Any model worth promoting must beat it.
+
+Events are rare (~0.4 %) and sksurv's Cox partial-likelihood gradient for ``gbsa`` costs
+O(n^2) per boosting stage (about 2 s per stage at 15k rows), so the tree families can subsample
+censored rows: ``max_censored_rows`` keeps every event and at most that many random censored
+rows, weighted ``n_censored / kept`` (sksurv multiplies the boosting gradient and the forest's
+split criterion by the weights). ``gbsa`` defaults to 3000 and re-estimates its Breslow
+baseline hazard on the *full* training frame, so its probabilities stay calibrated; ``rsf`` is
+fast enough without it (default ``None``) and, if subsampled, its unweighted leaf curves
+over-state failure probabilities.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_selection import VarianceThreshold
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+DURATION = "duration_days"
+EVENT = "event"
+SMART_COLUMN = re.compile(r"^smart_\d+_raw(_d7|_d30)?$")
+_NUMERIC_BASE = ("age_days", "capacity_bytes")
+_CATEGORICAL = "vendor"
+
+
+class ParamsError(ValueError):
+    """Hyper-parameters rejected; the message names the family and the offending key."""
+
+
+class ModelError(RuntimeError):
+    """A model cannot be fitted or used on the data it was given."""
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+class _Params(BaseModel):
+    """Preprocessing knobs shared by every family that uses covariates."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vendor_top_k: int = Field(6, ge=1, description="vendors kept as one-hot; the rest pooled")
+    missing_indicators: bool = True
+
+
+class CoxPHParams(_Params):
+    penalizer: float = Field(0.05, ge=0)
+    l1_ratio: float = Field(0.0, ge=0, le=1)
+
+
+class WeibullAFTParams(_Params):
+    penalizer: float = Field(0.05, ge=0)
+    l1_ratio: float = Field(0.0, ge=0, le=1)
+
+
+class _TreeParams(_Params):
+    n_estimators: int = Field(100, ge=1)
+    max_depth: int | None = Field(None, ge=1)
+    min_samples_leaf: int = Field(15, ge=1)
+    random_state: int = 0
+    max_censored_rows: int | None = Field(None, ge=1, description="see module docstring")
+
+
+class RSFParams(_TreeParams):
+    min_samples_split: int = Field(30, ge=2)
+    max_features: Literal["sqrt", "log2"] | float | int = "sqrt"
+    max_samples: float | None = Field(0.5, gt=0, le=1)
+    n_jobs: int = 2
+
+
+class GBSAParams(_TreeParams):
+    max_depth: int | None = Field(3, ge=1)
+    learning_rate: float = Field(0.1, gt=0)
+    subsample: float = Field(0.8, gt=0, le=1)
+    max_censored_rows: int | None = Field(3000, ge=1, description="see module docstring")
+
+
+class CoxnetParams(_Params):
+    l1_ratio: float = Field(0.5, gt=0, le=1)
+    n_alphas: int = Field(30, ge=1)
+    alpha_min_ratio: float = Field(0.01, gt=0, lt=1)
+    max_iter: int = Field(100_000, ge=1)
+
+
+class KMParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    time_scale: Literal["age", "landmark"] = "age"
+    horizon: float = Field(90.0, gt=0, description="days ahead for the age-scale risk")
+
+
+PARAM_MODELS: dict[str, type[BaseModel]] = {
+    "coxph": CoxPHParams,
+    "weibull_aft": WeibullAFTParams,
+    "rsf": RSFParams,
+    "gbsa": GBSAParams,
+    "coxnet": CoxnetParams,
+    "km": KMParams,
+}
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {f: m().model_dump() for f, m in PARAM_MODELS.items()}
+
+
+def validate_params(family: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults of ``family`` overridden by ``params``; raises :class:`ParamsError`."""
+    if family not in PARAM_MODELS:
+        raise ParamsError(f"unknown model family {family!r}; known: {sorted(PARAM_MODELS)}")
+    try:
+        return PARAM_MODELS[family](**dict(params or {})).model_dump()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "?"
+            if err["type"] == "extra_forbidden":
+                allowed = ", ".join(sorted(PARAM_MODELS[family].model_fields))
+                problems.append(f"unknown parameter {key!r} (allowed: {allowed})")
+            else:
+                problems.append(f"parameter {key!r}: {err['msg']}")
+        raise ParamsError(f"{family}: " + "; ".join(problems)) from None
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+
+def _log1p_clipped(x: Any) -> Any:
+    return np.log1p(np.clip(np.asarray(x, dtype=float), 0, None))
+
+
+def _bytes_to_tb(x: Any) -> Any:
+    x = np.asarray(x, dtype=float)
+    return np.where(x > 0, x / 1e12, np.nan)
+
+
+def _one_to_one(_transformer: Any, names: Any) -> Any:
+    return np.asarray(names, dtype=object)
+
+
+def _capacity_name(_transformer: Any, _names: Any) -> Any:
+    return np.asarray(["capacity_tb"], dtype=object)
+
+
+def covariate_columns(df: pd.DataFrame) -> list[str]:
+    """Input columns a model may use: SMART counters, age, capacity, vendor (when present)."""
+    smart = sorted((c for c in df.columns if SMART_COLUMN.match(c)), key=_smart_sort_key)
+    base = [c for c in (*_NUMERIC_BASE, _CATEGORICAL) if c in df.columns]
+    return base + smart
+
+
+def _smart_sort_key(name: str) -> tuple[int, str]:
+    return int(name.split("_")[1]), name
+
+
+def build_preprocessor(df: pd.DataFrame, params: Mapping[str, Any]) -> tuple[Pipeline, list[str]]:
+    """An unfitted transform pipeline for ``df`` and the input columns it reads.
+
+    Columns that are entirely missing in ``df`` are left out (nothing to learn from them).
+    """
+    cols = [c for c in covariate_columns(df) if c == _CATEGORICAL or df[c].notna().any()]
+    smart = [c for c in cols if SMART_COLUMN.match(c)]
+    parts: list[tuple[str, Any, list[str]]] = []
+    if smart:
+        parts.append(
+            (
+                "smart",
+                Pipeline(
+                    [
+                        (
+                            "log1p",
+                            FunctionTransformer(_log1p_clipped, feature_names_out=_one_to_one),
+                        ),
+                        (
+                            "impute",
+                            SimpleImputer(
+                                strategy="median", add_indicator=params["missing_indicators"]
+                            ),
+                        ),
+                    ]
+                ),
+                smart,
+            )
+        )
+    if "age_days" in cols:
+        parts.append(("age", SimpleImputer(strategy="median"), ["age_days"]))
+    if "capacity_bytes" in cols:
+        tb = FunctionTransformer(_bytes_to_tb, feature_names_out=_capacity_name)
+        parts.append(
+            (
+                "capacity",
+                Pipeline([("tb", tb), ("impute", SimpleImputer(strategy="median"))]),
+                ["capacity_bytes"],
+            )
+        )
+    if _CATEGORICAL in cols:
+        onehot = OneHotEncoder(
+            max_categories=params["vendor_top_k"] + 1,
+            handle_unknown="infrequent_if_exist",
+            sparse_output=False,
+        )
+        parts.append(("vendor", onehot, [_CATEGORICAL]))
+    if not parts:
+        raise ModelError("no covariate columns (smart_<id>_raw*, age_days, capacity_bytes, vendor)")
+    pipe = Pipeline(
+        [
+            ("columns", ColumnTransformer(parts, verbose_feature_names_out=False)),
+            ("nonconstant", VarianceThreshold(0.0)),
+            ("scale", StandardScaler()),
+        ]
+    ).set_output(transform="pandas")
+    return pipe, cols
+
+
+def prepare_input(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``df`` restricted to ``columns`` with stable dtypes; absent columns become missing."""
+    out = pd.DataFrame(index=df.index)
+    for c in columns:
+        if c == _CATEGORICAL:
+            v = df[c] if c in df.columns else pd.Series(None, index=df.index, dtype=object)
+            out[c] = v.astype(object).where(v.notna(), "unknown").astype(str)
+        else:
+            v = df[c] if c in df.columns else pd.Series(np.nan, index=df.index)
+            out[c] = pd.to_numeric(v, errors="coerce").astype("float64")
+    return out
+
+
+def survival_target(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(time, event) arrays of the landmark outcome, checked against the contract."""
+    missing = [c for c in (DURATION, EVENT) if c not in df.columns]
+    if missing:
+        raise ModelError(f"survival frame lacks {missing}")
+    time = df[DURATION].to_numpy(dtype=float)
+    event = df[EVENT].to_numpy().astype(bool)
+    if np.isnan(time).any() or (time <= 0).any():
+        raise ModelError(f"{DURATION} must be positive and known for every row")
+    return time, event
+
+
+def _surv(event: np.ndarray, time: np.ndarray) -> np.ndarray:
+    from sksurv.util import Surv
+
+    return Surv.from_arrays(event=event, time=time)
+
+
+def _check_horizons(horizons: Iterable[float]) -> np.ndarray:
+    h = np.asarray(list(horizons), dtype=float)
+    if h.ndim != 1 or h.size == 0 or not np.isfinite(h).all() or (h <= 0).any():
+        raise ValueError(f"horizons must be positive finite days, got {horizons!r}")
+    return h
+
+
+def step_at(times: np.ndarray, values: np.ndarray, horizons: np.ndarray) -> np.ndarray:
+    """Right-continuous step function(s) ``values`` on grid ``times`` evaluated at horizons.
+
+    Before the first grid point S = 1 (no event yet); past the last one the last value is
+    carried forward (the model knows nothing beyond its training follow-up).
+    """
+    idx = np.searchsorted(times, horizons, side="right") - 1
+    out = values[..., np.clip(idx, 0, None)]
+    return np.where(idx < 0, 1.0, out)
+
+
+# --------------------------------------------------------------------------- interface
+
+
+class RiskModel(ABC):
+    """A fitted-on-train survival model with its preprocessing.
+
+    ``predict_risk`` only ranks drives (its scale differs between families);
+    ``predict_survival`` gives probabilities comparable across families.
+    """
+
+    family: ClassVar[str]
+    uses_covariates: ClassVar[bool] = True
+
+    def __init__(self, params: Mapping[str, Any] | None = None) -> None:
+        self.params: dict[str, Any] = validate_params(self.family, params)
+        self.preprocessor_: Pipeline | None = None
+        self.input_columns_: list[str] = []
+        self.feature_names_: list[str] = []
+        self.train_max_time_: float | None = None
+        self.n_train_: int = 0
+        self.n_train_events_: int = 0
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.params.items() if DEFAULT_PARAMS[self.family][k] != v}
+        return f"{type(self).__name__}({changed})"
+
+    # -- public API
+    def fit(self, df: pd.DataFrame) -> RiskModel:
+        time, event = survival_target(df)
+        if event.sum() < 2:
+            raise ModelError(f"{self.family}: need at least 2 events to fit, got {event.sum()}")
+        X = self._fit_transform(df) if self.uses_covariates else None
+        self._fit(X, time, event, df)
+        self.train_max_time_ = float(time.max())
+        self.n_train_, self.n_train_events_ = len(df), int(event.sum())
+        return self
+
+    def predict_risk(self, df: pd.DataFrame) -> np.ndarray:
+        """Ranking score per row, higher = riskier."""
+        self._check_fitted()
+        return np.asarray(self._risk(self._transform(df), df), dtype=float)
+
+    def predict_survival(
+        self, df: pd.DataFrame, horizons: Iterable[float] = (30, 90)
+    ) -> np.ndarray:
+        """S(t | x) for each row and horizon (days after the snapshot): shape (n, len(h))."""
+        self._check_fitted()
+        h = _check_horizons(horizons)
+        s = np.asarray(self._survival(self._transform(df), df, h), dtype=float)
+        return np.clip(s, 0.0, 1.0)
+
+    def feature_importance(self) -> pd.Series:
+        """Signed effect (linear families: positive = raises risk) or importance; may be empty."""
+        return pd.Series(dtype=float)
+
+    def continue_training(self, df: pd.DataFrame, extra_estimators: int) -> RiskModel:
+        """Add ``extra_estimators`` stages/trees fitted on ``df``; families without stages refit."""
+        return self.fit(df)
+
+    @property
+    def supports_warm_start(self) -> bool:
+        return False
+
+    # -- helpers for subclasses
+    def _fit_transform(self, df: pd.DataFrame) -> pd.DataFrame:
+        pipe, cols = build_preprocessor(df, self.params)
+        X = pipe.fit_transform(prepare_input(df, cols))
+        if X.shape[1] == 0:
+            raise ModelError(f"{self.family}: every covariate is constant in the training data")
+        self.preprocessor_, self.input_columns_ = pipe, cols
+        self.feature_names_ = list(X.columns)
+        return X
+
+    def _transform(self, df: pd.DataFrame) -> pd.DataFrame | None:
+        if not self.uses_covariates:
+            return None
+        assert self.preprocessor_ is not None
+        return self.preprocessor_.transform(prepare_input(df, self.input_columns_))
+
+    def _check_fitted(self) -> None:
+        if self.train_max_time_ is None:
+            raise ModelError(f"{self.family} model is not fitted")
+
+    @abstractmethod
+    def _fit(
+        self, X: pd.DataFrame | None, time: np.ndarray, event: np.ndarray, df: pd.DataFrame
+    ) -> None: ...
+
+    @abstractmethod
+    def _risk(self, X: pd.DataFrame | None, df: pd.DataFrame) -> np.ndarray: ...
+
+    @abstractmethod
+    def _survival(self, X: pd.DataFrame | None, df: pd.DataFrame, h: np.ndarray) -> np.ndarray: ...
+
+
+# --------------------------------------------------------------------------- lifelines families
+
+_T, _E = "__duration", "__event"
+
+
+class _LifelinesModel(RiskModel):
+    fitter_: Any
+
+    def _make_fitter(self) -> Any:
+        raise NotImplementedError
+
+    def _fit(self, X, time, event, df):
+        data = X.assign(**{_T: time, _E: event.astype(int)})
+        self.fitter_ = self._make_fitter().fit(data, duration_col=_T, event_col=_E)
+
+    def _survival(self, X, df, h):
+        return self.fitter_.predict_survival_function(X, times=h).to_numpy().T
+
+
+class CoxPHModel(_LifelinesModel):
+    family = "coxph"
+
+    def _make_fitter(self):
+        from lifelines import CoxPHFitter
+
+        return CoxPHFitter(penalizer=self.params["penalizer"], l1_ratio=self.params["l1_ratio"])
+
+    def _risk(self, X, df):
+        return self.fitter_.predict_log_partial_hazard(X).to_numpy()
+
+    def feature_importance(self):
+        return self.fitter_.params_.rename("coef")
+
+
+class WeibullAFTModel(_LifelinesModel):
+    family = "weibull_aft"
+
+    def _make_fitter(self):
+        from lifelines import WeibullAFTFitter
+
+        return WeibullAFTFitter(
+            penalizer=self.params["penalizer"], l1_ratio=self.params["l1_ratio"]
+        )
+
+    def _risk(self, X, df):
+        cumhaz = self.fitter_.predict_cumulative_hazard(X, times=[1.0]).to_numpy()[0]
+        return np.log(np.maximum(cumhaz, np.finfo(float).tiny))
+
+    def feature_importance(self):
+        # lambda_ coefficients lengthen life; negate so positive = raises risk like Cox.
+        coef = -self.fitter_.params_.loc["lambda_"]
+        return coef.drop("Intercept", errors="ignore").rename("-aft_coef")
+
+
+# --------------------------------------------------------------------------- sksurv families
+
+
+class _SksurvModel(RiskModel):
+    estimator_: Any
+
+    def _risk(self, X, df):
+        return self.estimator_.predict(X)
+
+    def _survival(self, X, df, h):
+        grid = self.estimator_.predict_survival_function(X, return_array=True)
+        return step_at(np.asarray(self.estimator_.unique_times_, dtype=float), grid, h)
+
+
+class _TreeModel(_SksurvModel):
+    def _sample(self, time, event):
+        """Rows to fit on and their weights (censored subsampling, see module docstring)."""
+        cap, censored = self.params["max_censored_rows"], np.flatnonzero(~event)
+        if cap is None or censored.size <= cap:
+            return np.arange(time.size), None
+        rng = np.random.default_rng(self.params["random_state"])
+        rows = np.sort(np.concatenate([np.flatnonzero(event), rng.choice(censored, cap, False)]))
+        weight = np.where(event[rows], 1.0, censored.size / cap)
+        return rows, weight
+
+    def _fit(self, X, time, event, df):
+        rows, weight = self._sample(time, event)
+        self.estimator_ = self._make_estimator()
+        self.estimator_.fit(X.iloc[rows], _surv(event[rows], time[rows]), sample_weight=weight)
+        self._after_fit(X, time, event)
+
+    def _after_fit(self, X, time, event) -> None:
+        """Hook run after (warm-started) fitting, with the full training data."""
+
+    @property
+    def supports_warm_start(self) -> bool:
+        return True
+
+    def continue_training(self, df, extra_estimators):
+        """Warm start: keep the fitted preprocessing and trees, grow ``extra_estimators`` more."""
+        self._check_fitted()
+        if extra_estimators < 1:
+            raise ValueError("extra_estimators must be >= 1")
+        time, event = survival_target(df)
+        X = self._transform(df)
+        rows, weight = self._sample(time, event)
+        if not self._can_warm_start(time[rows], event[rows]):
+            self.params = {
+                **self.params,
+                "n_estimators": self.params["n_estimators"] + extra_estimators,
+            }
+            return self.fit(df)
+        n = self.params["n_estimators"] + extra_estimators
+        self.estimator_.set_params(warm_start=True, n_estimators=n)
+        self.estimator_.fit(X.iloc[rows], _surv(event[rows], time[rows]), sample_weight=weight)
+        self.estimator_.set_params(warm_start=False)
+        self._after_fit(X, time, event)
+        self.params = {**self.params, "n_estimators": n}
+        self.train_max_time_ = max(self.train_max_time_ or 0.0, float(time.max()))
+        self.n_train_, self.n_train_events_ = len(df), int(event.sum())
+        return self
+
+    def _can_warm_start(self, time, event) -> bool:
+        return True
+
+    @abstractmethod
+    def _make_estimator(self) -> Any: ...
+
+    @property
+    def n_estimators_fitted(self) -> int:
+        return len(self.estimator_.estimators_)
+
+
+class RSFModel(_TreeModel):
+    family = "rsf"
+
+    def _make_estimator(self):
+        from sksurv.ensemble import RandomSurvivalForest
+
+        p = self.params
+        return RandomSurvivalForest(
+            n_estimators=p["n_estimators"],
+            max_depth=p["max_depth"],
+            min_samples_split=p["min_samples_split"],
+            min_samples_leaf=p["min_samples_leaf"],
+            max_features=p["max_features"],
+            max_samples=p["max_samples"],
+            n_jobs=p["n_jobs"],
+            random_state=p["random_state"],
+            low_memory=False,  # True would disable predict_survival_function
+        )
+
+    def _can_warm_start(self, time, event):
+        # Every tree stores its leaf curves on the forest's time grid; sksurv replaces that grid
+        # when fitting on new data, so old trees are only valid if the grid is unchanged.
+        return np.array_equal(np.unique(time), self.estimator_.unique_times_)
+
+    def feature_importance(self):
+        # sksurv's forest has no impurity importance; evaluate.py computes permutation importance.
+        return pd.Series(dtype=float)
+
+
+class GBSAModel(_TreeModel):
+    family = "gbsa"
+
+    def _make_estimator(self):
+        from sksurv.ensemble import GradientBoostingSurvivalAnalysis
+
+        p = self.params
+        return GradientBoostingSurvivalAnalysis(
+            loss="coxph",
+            n_estimators=p["n_estimators"],
+            learning_rate=p["learning_rate"],
+            max_depth=p["max_depth"],
+            min_samples_leaf=p["min_samples_leaf"],
+            subsample=p["subsample"],
+            random_state=p["random_state"],
+        )
+
+    def _after_fit(self, X, time, event):
+        from sksurv.linear_model.coxph import BreslowEstimator
+
+        self.baseline_ = BreslowEstimator().fit(self.estimator_.predict(X), event, time)
+
+    def _survival(self, X, df, h):
+        """S(t | x) = S0(t) ** exp(f(x)), S0 by Breslow on the full training frame."""
+        s0 = self.baseline_.baseline_survival_
+        base = step_at(np.asarray(s0.x, dtype=float), np.asarray(s0.y, dtype=float), h)
+        return base[None, :] ** np.exp(self.estimator_.predict(X))[:, None]
+
+    def feature_importance(self):
+        return pd.Series(
+            self.estimator_.feature_importances_, index=self.feature_names_, name="importance"
+        )
+
+
+class CoxnetModel(_SksurvModel):
+    family = "coxnet"
+
+    def _fit(self, X, time, event, df):
+        from sksurv.linear_model import CoxnetSurvivalAnalysis
+
+        p = self.params
+        self.estimator_ = CoxnetSurvivalAnalysis(
+            l1_ratio=p["l1_ratio"],
+            n_alphas=p["n_alphas"],
+            alpha_min_ratio=p["alpha_min_ratio"],
+            max_iter=p["max_iter"],
+            fit_baseline_model=True,
+        ).fit(X, _surv(event, time))
+
+    def feature_importance(self):
+        coef = self.estimator_.coef_[:, -1]  # last alpha of the path, the one predictions use
+        return pd.Series(coef, index=self.feature_names_, name="coef")
+
+
+# --------------------------------------------------------------------------- Kaplan-Meier
+
+
+class KaplanMeierModel(RiskModel):
+    family = "km"
+    uses_covariates = False
+
+    def _fit(self, X, time, event, df):
+        from lifelines import KaplanMeierFitter
+
+        self.landmark_ = KaplanMeierFitter().fit(time, event)
+        self.age_ = None
+        if self.params["time_scale"] == "age":
+            entry, exit_ = _age_interval(df, time)
+            ok = np.isfinite(entry) & np.isfinite(exit_)
+            if ok.sum() < 2 or not event[ok].any():
+                raise ModelError("km(time_scale='age') needs entry/exit ages with events")
+            self.age_ = KaplanMeierFitter().fit(exit_[ok], event[ok], entry=entry[ok])
+        self.input_columns_ = ["age_days"]  # read only on the age scale; keeps a signature
+
+    def _survival(self, X, df, h):
+        base = self.landmark_.survival_function_at_times(h).to_numpy()
+        out = np.tile(base, (len(df), 1))
+        if self.age_ is None:
+            return out
+        age = prepare_input(df, ["age_days"])["age_days"].to_numpy()
+        known = np.isfinite(age)
+        a = age[known]
+        s_a = self._s_age(a)
+        s_at = self._s_age((a[:, None] + h[None, :]).ravel()).reshape(a.size, h.size)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cond = np.where(s_a[:, None] > 0, s_at / s_a[:, None], 0.0)
+        out[known] = cond
+        return out
+
+    def _s_age(self, ages: np.ndarray) -> np.ndarray:
+        return self.age_.survival_function_at_times(ages).to_numpy()
+
+    def _risk(self, X, df):
+        if self.age_ is None:
+            return np.zeros(len(df))
+        return 1.0 - self._survival(X, df, np.array([self.params["horizon"]]))[:, 0]
+
+
+def _age_interval(df: pd.DataFrame, time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if {"entry_age_days", "exit_age_days"} <= set(df.columns):
+        return (
+            df["entry_age_days"].to_numpy(dtype=float),
+            df["exit_age_days"].to_numpy(dtype=float),
+        )
+    if "age_days" not in df.columns:
+        raise ModelError("km(time_scale='age') needs entry_age_days/exit_age_days or age_days")
+    entry = df["age_days"].to_numpy(dtype=float)
+    return entry, entry + time
+
+
+# --------------------------------------------------------------------------- registry
+
+FAMILIES: dict[str, type[RiskModel]] = {
+    cls.family: cls
+    for cls in (CoxPHModel, WeibullAFTModel, RSFModel, GBSAModel, CoxnetModel, KaplanMeierModel)
+}
+
+
+def make_model(family: str, params: Mapping[str, Any] | None = None) -> RiskModel:
+    """An unfitted model of ``family`` with ``params`` over :data:`DEFAULT_PARAMS`."""
+    if family not in FAMILIES:
+        raise ParamsError(f"unknown model family {family!r}; known: {sorted(FAMILIES)}")
+    return FAMILIES[family](params)
+
+
+def warm_start(
+    model: RiskModel, df: pd.DataFrame, extra_estimators: int, *, inplace: bool = False
+) -> RiskModel:
+    """Continue training ``model`` on ``df`` (tree families add stages, others refit).
+
+    Works on a copy unless ``inplace``, so the currently served model is never mutated.
+    """
+    target = model if inplace else copy.deepcopy(model)
+    return target.continue_training(df, extra_estimators)

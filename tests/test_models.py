@@ -1,0 +1,229 @@
+"""Model families on a synthetic survival frame shaped like docs/contracts.md.
+
+`make_frame` (also imported by test_evaluate/test_pyfunc) draws exponential failure times whose
+hazard rises with log1p(smart_5_raw) and log1p(smart_197_raw), weakly with age, and censors
+administratively after 30-180 days of follow-up.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from sksurv.metrics import concordance_index_censored
+
+from diskrisk.models import (
+    DEFAULT_PARAMS,
+    FAMILIES,
+    ModelError,
+    ParamsError,
+    make_model,
+    validate_params,
+    warm_start,
+)
+
+HORIZONS = (30, 90)
+FAST = {  # small ensembles keep the suite quick; defaults are exercised by test_default_sizes
+    "rsf": {"n_estimators": 30},
+    "gbsa": {"n_estimators": 40},
+}
+
+
+def make_frame(n: int = 2000, seed: int = 0, base_rate: float = 4e-4) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    vendors = rng.choice(["Seagate", "HGST", "Toshiba", "WDC"], size=n, p=[0.5, 0.25, 0.15, 0.1])
+    age = rng.uniform(30, 2500, n)
+    s5 = np.where(rng.random(n) < 0.15, rng.geometric(0.02, n), 0).astype(float)
+    s197 = np.where(rng.random(n) < 0.08, rng.geometric(0.1, n), 0).astype(float)
+    s187 = np.where(rng.random(n) < 0.1, rng.poisson(3, n), 0).astype(float)
+    s187[vendors != "Seagate"] = np.nan  # vendor-specific attribute
+    log_hazard = 0.9 * np.log1p(s5) + 1.0 * np.log1p(s197) + 0.0002 * age
+    t_fail = rng.exponential(1.0 / (base_rate * np.exp(log_hazard)))
+    follow = rng.integers(30, 181, n).astype(float)
+    event = t_fail <= follow
+    duration = np.maximum(np.ceil(np.minimum(t_fail, follow)), 1).astype(int)
+    df = pd.DataFrame(
+        {
+            "serial_number": [f"S{i:06d}" for i in range(n)],
+            "model": np.char.add(vendors.astype(str), " X"),
+            "vendor": vendors,
+            "capacity_bytes": rng.choice([4e12, 8e12, 12e12, 16e12], n),
+            "snapshot_date": pd.Timestamp("2024-01-01"),
+            "age_days": age,
+            "smart_5_raw": s5,
+            "smart_5_raw_d7": np.where(s5 > 0, rng.poisson(1, n), 0.0),
+            "smart_5_raw_d30": np.where(s5 > 0, rng.poisson(3, n), 0.0),
+            "smart_9_raw": age * 24.0,
+            "smart_187_raw": s187,
+            "smart_197_raw": s197,
+            "smart_197_raw_d7": np.where(s197 > 0, rng.poisson(1, n), 0.0),
+            "smart_197_raw_d30": np.nan,  # never known: must be dropped, not crash
+            "duration_days": duration,
+            "event": event,
+            "entry_age_days": age,
+            "exit_age_days": age + duration,
+        }
+    )
+    for col in ("smart_5_raw", "smart_197_raw", "smart_5_raw_d7"):  # scattered missing values
+        df.loc[rng.random(n) < 0.03, col] = np.nan
+    return df
+
+
+@pytest.fixture(scope="module")
+def train() -> pd.DataFrame:
+    return make_frame(2000, seed=1)
+
+
+@pytest.fixture(scope="module")
+def test() -> pd.DataFrame:
+    return make_frame(1500, seed=2)
+
+
+@pytest.fixture(scope="module")
+def fitted(train) -> dict:
+    return {f: make_model(f, FAST.get(f)).fit(train) for f in FAMILIES}
+
+
+def harrell(df: pd.DataFrame, risk: np.ndarray) -> float:
+    return concordance_index_censored(df["event"].to_numpy(), df["duration_days"], risk)[0]
+
+
+def test_synthetic_frame_has_events(train):
+    assert 0.02 < train["event"].mean() < 0.3
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_shapes_and_probabilities(fitted, test, family):
+    model = fitted[family]
+    risk = model.predict_risk(test)
+    assert risk.shape == (len(test),) and np.isfinite(risk).all()
+    surv = model.predict_survival(test, horizons=(7, 30, 90))
+    assert surv.shape == (len(test), 3)
+    assert ((surv >= 0) & (surv <= 1)).all()
+    assert (np.diff(surv, axis=1) <= 1e-12).all(), "S(t) must not increase with t"
+    assert model.family == family and model.params == {
+        **DEFAULT_PARAMS[family],
+        **FAST.get(family, {}),
+    }
+
+
+@pytest.mark.parametrize("family", ["coxph", "weibull_aft", "rsf", "gbsa", "coxnet"])
+def test_riskier_drives_rank_higher(fitted, test, family):
+    model = fitted[family]
+    healthy = test.iloc[:50].assign(smart_5_raw=0.0, smart_197_raw=0.0)
+    sick = healthy.assign(smart_5_raw=200.0, smart_197_raw=30.0)
+    assert (model.predict_risk(sick) > model.predict_risk(healthy)).mean() > 0.9
+    p_sick = 1 - model.predict_survival(sick, (90,))[:, 0]
+    p_healthy = 1 - model.predict_survival(healthy, (90,))[:, 0]
+    assert p_sick.mean() > 2 * p_healthy.mean()
+
+
+def test_concordance_signal_vs_reference(fitted, test):
+    c_cox = harrell(test, fitted["coxph"].predict_risk(test))
+    c_age = harrell(test, fitted["km"].predict_risk(test))
+    assert c_cox > 0.7
+    assert 0.4 < c_age < 0.68
+    assert c_cox > c_age + 0.05
+    for family in ("weibull_aft", "rsf", "gbsa", "coxnet"):
+        assert harrell(test, fitted[family].predict_risk(test)) > 0.65, family
+
+
+def test_landmark_km_is_constant(train, test):
+    model = make_model("km", {"time_scale": "landmark"}).fit(train)
+    assert np.all(model.predict_risk(test) == 0)
+    s = model.predict_survival(test)
+    assert np.allclose(s, s[0])
+    assert harrell(test, model.predict_risk(test)) == pytest.approx(0.5)
+
+
+def test_preprocessing_is_stored_and_robust(fitted, test):
+    model = fitted["coxph"]
+    assert "smart_197_raw_d30" not in model.input_columns_  # all-NaN column dropped at fit
+    assert any(n.startswith("missingindicator_") for n in model.feature_names_)
+    # scoring frame: columns shuffled, one missing, an unseen vendor, int dtypes, extra columns
+    scoring = test.drop(columns=["smart_187_raw", "duration_days", "event"])
+    scoring = scoring[scoring.columns[::-1]].copy()
+    scoring.loc[scoring.index[:5], "vendor"] = "NewVendor"
+    scoring["capacity_bytes"] = scoring["capacity_bytes"].astype("int64")
+    risk = model.predict_risk(scoring)
+    assert np.isfinite(risk).all()
+    # identical transforms: same rows, same scores whatever the column order or dtypes
+    assert np.allclose(
+        model.predict_risk(test.iloc[5:].drop(columns=["smart_187_raw"])),
+        risk[5:],
+    )
+
+
+def test_params_validation_names_family_and_key():
+    with pytest.raises(ParamsError, match=r"rsf: unknown parameter 'n_trees'"):
+        validate_params("rsf", {"n_trees": 10})
+    with pytest.raises(ParamsError, match=r"coxph: parameter 'l1_ratio'"):
+        make_model("coxph", {"l1_ratio": 2})
+    with pytest.raises(ParamsError, match="unknown model family 'xgb'"):
+        make_model("xgb")
+    assert validate_params("gbsa", {"learning_rate": 0.05})["learning_rate"] == 0.05
+    assert DEFAULT_PARAMS["rsf"]["n_jobs"] == 2
+
+
+def test_fit_refuses_unusable_data(train):
+    with pytest.raises(ModelError, match="at least 2 events"):
+        make_model("coxph").fit(train.assign(event=False))
+    with pytest.raises(ModelError, match="duration_days"):
+        make_model("coxph").fit(train.drop(columns=["duration_days"]))
+    with pytest.raises(ModelError, match="not fitted"):
+        make_model("coxph").predict_risk(train)
+
+
+@pytest.mark.parametrize("family", ["gbsa", "rsf"])
+def test_warm_start_adds_estimators(fitted, train, test, family):
+    model = fitted[family]
+    before = model.n_estimators_fitted
+    grown = warm_start(model, train, extra_estimators=10)
+    assert grown.n_estimators_fitted == before + 10
+    assert grown.params["n_estimators"] == before + 10
+    assert model.n_estimators_fitted == before  # the original is untouched
+    assert harrell(test, grown.predict_risk(test)) > 0.65
+
+
+def test_warm_start_on_new_data(fitted, test):
+    newer = make_frame(1500, seed=3)
+    gbsa = warm_start(fitted["gbsa"], newer, extra_estimators=5)
+    assert gbsa.n_estimators_fitted == fitted["gbsa"].n_estimators_fitted + 5
+    # RSF trees store curves on the training time grid: new grid -> full refit, still bigger
+    rsf = warm_start(fitted["rsf"], newer, extra_estimators=5)
+    assert rsf.n_estimators_fitted == fitted["rsf"].n_estimators_fitted + 5
+    cox = warm_start(fitted["coxph"], newer, extra_estimators=5)  # no stages: refit
+    assert cox.n_train_ == len(newer)
+
+
+def test_censored_subsampling_keeps_events(train):
+    model = make_model("gbsa", {"n_estimators": 20, "max_censored_rows": 500}).fit(train)
+    rows, weight = model._sample(*_target(train))
+    n_events = train["event"].sum()
+    assert train["event"].to_numpy()[rows].sum() == n_events
+    assert len(rows) == n_events + 500
+    assert weight.max() == pytest.approx((len(train) - n_events) / 500)
+    # the baseline comes from the full frame: mean predicted 90-day failure stays near observed
+    full = make_model("gbsa", {"n_estimators": 20, "max_censored_rows": None}).fit(train)
+    p_sub = 1 - model.predict_survival(train, (90,)).mean()
+    p_full = 1 - full.predict_survival(train, (90,)).mean()
+    assert p_sub == pytest.approx(p_full, rel=0.25)
+
+
+def _target(df):
+    return df["duration_days"].to_numpy(float), df["event"].to_numpy(bool)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("DISKRISK_SLOW"), reason="set DISKRISK_SLOW=1 (~1 min)")
+def test_default_sizes_train_fast_on_15k_rows():
+    """The brief's budget: each default tree model fits ~15k rows (0.4 % events) in < 60 s."""
+    big = make_frame(15_000, seed=4, base_rate=2.5e-5)
+    assert big["event"].sum() >= 20
+    for family in ("rsf", "gbsa"):
+        start = time.perf_counter()
+        make_model(family).fit(big)
+        assert time.perf_counter() - start < 60, family
