@@ -1,0 +1,146 @@
+"""Benchmark of the data stage (not a test): ``python bench/ingest.py [--drives N --days D]``.
+
+1. One modern-layout synthetic day (``--drives`` drives, 191 columns) → CSV on disk, then
+   measured in the same run: bare ``pyarrow.csv`` parse, pandas ``read_csv`` + ``to_csv``, and
+   diskrisk's path (raw upload with sha256, typed validation, zstd Parquet to S3).
+2. ``--days`` synthetic days (``--survival-drives`` drives) processed into the lake, then the
+   survival table at the middle day, in a child process so its peak RSS is its own.
+
+Needs the S3 server (scripts/stack up s3); everything goes under a ``bench-<uuid>/`` prefix
+that is removed at the end unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing as mp
+import resource
+import tempfile
+import time
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.csv as pacsv
+
+from diskrisk import ingest, lake, s3, survival, synth, validate
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def _survival_child(cutoff: date, lookback: int, prefix: str, q) -> None:
+    t = time.perf_counter()
+    df = survival.survival_dataset(cutoff, lookback, prefix=prefix)
+    secs = time.perf_counter() - t
+    q.put((secs, len(df), int(df["event"].sum()), _peak_rss_mib()))
+
+
+def _peak_rss_mib() -> float:
+    """Peak RSS of this process. VmHWM is reset by exec, unlike ru_maxrss, which a spawned
+    child inherits from its (large) parent; so prefer it on Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _purge(prefix: str) -> None:
+    cl, bucket = s3.client(), ingest.bucket()
+    objs = []
+    for page in cl.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        objs += [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
+    for i in range(0, len(objs), 1000):
+        cl.delete_objects(Bucket=bucket, Delete={"Objects": objs[i : i + 1000]})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--drives", type=int, default=300_000)
+    ap.add_argument("--days", type=int, default=10)
+    ap.add_argument("--survival-drives", type=int, default=50_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", action="store_true", help="keep the bench prefix in S3")
+    args = ap.parse_args()
+    prefix = f"bench-{uuid.uuid4().hex[:8]}/"
+    rows: list[tuple[str, float]] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            day = date(2024, 1, 1)
+            t_syn, paths = _timed(
+                lambda: synth.write_days(tmp, "modern", args.drives, 1, day, args.seed)
+            )
+            path = paths[0]
+            size_mb = path.stat().st_size / 1e6
+            rows.append(("synth: generate + write CSV", t_syn))
+            t_pa, table = _timed(lambda: pacsv.read_csv(path))
+            rows.append(("(a) pyarrow.csv parse (bare)", t_pa))
+            n_rows, n_cols = table.num_rows, table.num_columns
+            del table
+
+            def pandas_roundtrip() -> None:
+                df = pd.read_csv(path, low_memory=False)
+                df.to_csv(io.StringIO(), index=False)
+
+            t_pd, _ = _timed(pandas_roundtrip)
+            rows.append(("(b) pandas read_csv + to_csv", t_pd))
+
+            t_raw, _ = _timed(lambda: ingest.collect(path, prefix=prefix))
+            rows.append(("diskrisk: raw upload (sha256, multipart)", t_raw))
+            data = path.read_bytes()
+            t_val, v = _timed(lambda: validate.validate_bytes(data, path.name))
+            rows.append(("diskrisk: validate (typed parse + checks)", t_val))
+            t_pq, _ = _timed(lambda: lake.write_day(v, "bench", prefix=prefix))
+            rows.append(("diskrisk: zstd Parquet + upload", t_pq))
+            ours = t_raw + t_val + t_pq
+
+            print(f"\none day: {n_rows:,} rows x {n_cols} columns, {size_mb:.0f} MB CSV\n")
+            print(f"{'step':44} {'seconds':>8} {'x pyarrow':>10}")
+            for name, secs in rows:
+                print(f"{name:44} {secs:8.2f} {secs / t_pa:10.2f}")
+            print(f"{'diskrisk total CSV → S3 Parquet':44} {ours:8.2f} {ours / t_pa:10.2f}")
+            print(f"{'pandas round trip / diskrisk total':44} {t_pd / ours:8.2f}")
+            print(f"peak RSS so far (main process): {_peak_rss_mib():.0f} MiB")
+
+            sdir = Path(tmp) / "days"
+            t_gen, _ = _timed(
+                lambda: synth.write_days(
+                    sdir, "modern", args.survival_drives, args.days, date(2024, 3, 1), args.seed + 1
+                )
+            )
+            t_proc, summary = _timed(lambda: lake.process(sdir, prefix=prefix))
+            cutoff = date(2024, 3, 1) + timedelta(days=args.days // 2)
+            ctx = mp.get_context("spawn")
+            q = ctx.Queue()
+            proc = ctx.Process(
+                target=_survival_child, args=(cutoff, min(30, args.days // 2 + 1), prefix, q)
+            )
+            proc.start()
+            secs, n, events, rss = q.get()
+            proc.join()
+            print(
+                f"\n{args.days} days x {args.survival_drives:,} drives: synth {t_gen:.1f}s, "
+                f"collect+validate+lake {t_proc:.1f}s ({len(summary.days)} days)"
+            )
+            print(
+                f"survival table at {cutoff}: {n:,} drives, {events} events, {secs:.2f}s, "
+                f"peak RSS {rss:.0f} MiB (child process)"
+            )
+    finally:
+        if not args.keep:
+            _purge(prefix)
+
+
+if __name__ == "__main__":
+    main()

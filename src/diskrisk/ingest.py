@@ -1,0 +1,266 @@
+"""Collect Backblaze days into ``raw/YYYY/YYYY-MM-DD.csv``, byte for byte.
+
+Why: raw/ is the system of record. Everything downstream (validation, the lake) can be rebuilt
+from it, so it keeps the *original* bytes of each day with their sha256 in the object metadata.
+
+* Sources: a folder of daily CSVs, one CSV, or a quarterly zip (local path or http(s) URL; a URL
+  is streamed to a temporary file first). Zip members are read as streams.
+* Nothing is held whole in memory: each day is read twice as a stream (once to hash and count
+  rows, once to upload in multipart chunks of ``chunk_size`` bytes). The digest must be known
+  before the upload starts because S3 metadata is fixed when the upload is created.
+* Same bytes again → no-op (sha256 compared with the object's metadata via HEAD). Different
+  bytes → overwrite; the bucket is versioned so the old bytes stay retrievable, and a warning
+  names the day and both digests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import IO, Any
+
+from boto3.s3.transfer import TransferConfig
+
+from diskrisk import s3
+from diskrisk.config import S3Settings, cached
+from diskrisk.validate import CorruptZipError, DataError, day_from_name
+
+log = logging.getLogger(__name__)
+
+MIB = 1 << 20
+_DAY_NAME = re.compile(r"\d{4}-\d{2}-\d{2}\.csv$")
+DEFAULT_CHUNK = 16 * MIB
+_MIN_PART = 5 * MIB  # S3's smallest multipart part
+
+
+@dataclass(frozen=True)
+class DayFile:
+    """One day inside a source; ``open()`` returns a fresh binary stream each time."""
+
+    day: date
+    name: str  # file name, e.g. 2013-04-10.csv
+    source: str  # where it came from (path, zip!member, URL)
+    open: Callable[[], contextlib.AbstractContextManager[IO[bytes]]]
+
+
+@dataclass(frozen=True)
+class DayResult:
+    day: date
+    name: str
+    status: str  # new | unchanged | replaced
+    sha256: str
+    rows: int
+    key: str
+    previous_sha256: str | None = None
+
+
+@dataclass
+class CollectSummary:
+    days: list[DayResult] = field(default_factory=list)
+    errors: list[DataError] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(d.status == status for d in self.days)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "days": {d.day.isoformat(): d.status for d in self.days},
+            "errors": [e.record() for e in self.errors],
+        }
+
+
+def raw_key(day: date, prefix: str = "") -> str:
+    return f"{prefix}raw/{day.year:04d}/{day.isoformat()}.csv"
+
+
+def files_record_key(name: str, prefix: str = "") -> str:
+    return f"{prefix}quarantine/_files/{Path(name).name}.json"
+
+
+def bucket() -> str:
+    return cached(S3Settings).bucket
+
+
+def record_file_error(err: DataError, prefix: str = "") -> str:
+    """Write ``quarantine/_files/<file>.json`` for a whole-file problem; returns the key."""
+    key = files_record_key(err.file, prefix)
+    body = json.dumps(err.record(), indent=2, sort_keys=True).encode()
+    sha = hashlib.sha256(body).hexdigest()
+    head = s3.head(key)
+    if head is None or head.get("Metadata", {}).get("sha256") != sha:  # idempotent re-runs
+        s3.client().put_object(
+            Bucket=bucket(),
+            Key=key,
+            Body=body,
+            ContentType="application/json",
+            Metadata={"sha256": sha},
+        )
+    return key
+
+
+# --- sources ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _local_or_download(source: str) -> Iterator[Path]:
+    """A local path for the source; http(s) URLs are streamed to a temporary file."""
+    if source.startswith(("http://", "https://")):
+        name = Path(source.split("?", 1)[0]).name or "download"
+        with tempfile.TemporaryDirectory(prefix="diskrisk-") as tmp:
+            path = Path(tmp) / name
+            with urllib.request.urlopen(source) as resp, path.open("wb") as out:
+                shutil.copyfileobj(resp, out, length=MIB)
+            yield path
+    else:
+        yield Path(source)
+
+
+def _file_day(path: Path, source: str) -> DayFile:
+    return DayFile(day_from_name(path.name), path.name, source, lambda: path.open("rb"))
+
+
+def _zip_days(path: Path) -> list[DayFile]:
+    try:
+        zf = zipfile.ZipFile(path)
+        infos = zf.infolist()
+        zf.close()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CorruptZipError(f"{path.name}: not a readable zip ({exc})", file=path.name) from None
+    out = []
+    for info in infos:
+        base = Path(info.filename).name
+        if info.is_dir() or info.filename.startswith("__MACOSX") or not base.endswith(".csv"):
+            continue
+
+        def opener(info: zipfile.ZipInfo = info) -> contextlib.AbstractContextManager[IO[bytes]]:
+            @contextlib.contextmanager
+            def cm() -> Iterator[IO[bytes]]:
+                with zipfile.ZipFile(path) as z, z.open(info) as member:
+                    yield member
+
+            return cm()
+
+        out.append(DayFile(day_from_name(base), base, f"{path.name}!{info.filename}", opener))
+    return sorted(out, key=lambda d: d.day)
+
+
+@contextlib.contextmanager
+def days_of(source: str | Path) -> Iterator[list[DayFile]]:
+    """The days a source holds, sorted; temporary downloads live as long as the context."""
+    with _local_or_download(str(source)) as path:
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix == ".csv" and p.is_file())
+            for p in files:
+                if not _DAY_NAME.search(p.name):
+                    log.warning("%s: not a day file (YYYY-MM-DD.csv), skipped", p)
+            files = [p for p in files if _DAY_NAME.search(p.name)]
+            yield sorted((_file_day(p, str(p)) for p in files), key=lambda d: d.day)
+        elif path.suffix.lower() == ".zip":
+            yield _zip_days(path)
+        elif path.is_file():
+            yield [_file_day(path, str(path))]
+        else:
+            raise FileNotFoundError(f"{source}: no such file, folder or zip")
+
+
+# --- upload -------------------------------------------------------------------------------
+
+
+def digest(day: DayFile, chunk_size: int = DEFAULT_CHUNK) -> tuple[str, int, int]:
+    """sha256, data rows (lines after the header) and size of a day, streamed."""
+    h = hashlib.sha256()
+    lines = size = 0
+    last = b"\n"
+    try:
+        with day.open() as f:
+            while chunk := f.read(chunk_size):
+                h.update(chunk)
+                lines += chunk.count(b"\n")
+                size += len(chunk)
+                last = chunk[-1:]
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise CorruptZipError(
+            f"{day.source}: zip member cannot be read ({exc})", file=day.name
+        ) from None
+    if size and last != b"\n":
+        lines += 1
+    return h.hexdigest(), max(lines - 1, 0), size
+
+
+def upload_day(day: DayFile, *, prefix: str = "", chunk_size: int = DEFAULT_CHUNK) -> DayResult:
+    """Store one day's bytes under raw/ unless identical bytes are already there."""
+    if chunk_size < _MIN_PART:
+        raise ValueError(f"chunk_size must be at least {_MIN_PART} bytes (S3 part minimum)")
+    sha, rows, _size = digest(day, chunk_size)
+    key = raw_key(day.day, prefix)
+    head = s3.head(key)
+    old = (head or {}).get("Metadata", {}).get("sha256")
+    if old == sha:
+        return DayResult(day.day, day.name, "unchanged", sha, rows, key)
+    status = "new" if head is None else "replaced"
+    if status == "replaced":
+        log.warning(
+            "raw day %s replaced: old sha256 %s, new sha256 %s (previous version kept)",
+            day.day,
+            old,
+            sha,
+        )
+    cfg = TransferConfig(
+        multipart_threshold=chunk_size, multipart_chunksize=chunk_size, max_concurrency=2
+    )
+    with day.open() as f:
+        s3.client().upload_fileobj(
+            f,
+            bucket(),
+            key,
+            ExtraArgs={
+                "Metadata": {"sha256": sha, "source": day.source[-1000:], "rows": str(rows)},
+                "ContentType": "text/csv",
+            },
+            Config=cfg,
+        )
+    return DayResult(day.day, day.name, status, sha, rows, key, old)
+
+
+def collect(
+    source: str | Path,
+    *,
+    prefix: str = "",
+    chunk_size: int = DEFAULT_CHUNK,
+    on_day: Callable[[DayResult | DataError], None] | None = None,
+    keep: Callable[[date], bool] | None = None,
+) -> CollectSummary:
+    """Copy every day of ``source`` (those ``keep`` accepts) to raw/; per-day problems are
+    recorded, not fatal."""
+    summary = CollectSummary()
+    try:
+        with days_of(source) as days:
+            for d in days:
+                if keep is not None and not keep(d.day):
+                    continue
+                try:
+                    res: DayResult | DataError = upload_day(d, prefix=prefix, chunk_size=chunk_size)
+                    summary.days.append(res)
+                except DataError as err:
+                    record_file_error(err, prefix)
+                    summary.errors.append(err)
+                    res = err
+                if on_day:
+                    on_day(res)
+    except DataError as err:  # the whole source (e.g. a corrupt zip)
+        record_file_error(err, prefix)
+        summary.errors.append(err)
+        raise
+    return summary

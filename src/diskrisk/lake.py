@@ -1,0 +1,345 @@
+"""The lake: validated days as zstd Parquet, one partition per day, plus a manifest.
+
+Layout (see docs/contracts.md)::
+
+    lake/date=YYYY-MM-DD/part-0.parquet   validated rows, diskrisk.schema types
+    lake/_manifest.json                   {"days": {day: {rows, sha256, parquet_sha256,
+                                                          failures, quarantined}}}
+    quarantine/date=YYYY-MM-DD/<file>.csv bad rows (+ _row, _reason)
+    quarantine/_files/<file>.json         whole-file problems
+
+Why it is idempotent: a day is re-validated only when its raw sha256 differs from the manifest
+(or it is missing there), and an object is written only when its bytes differ from what is
+stored (the Parquet object carries its own sha256 in metadata). Re-running on the same input
+therefore creates no new object versions. The manifest assumes one writer at a time.
+Validation works on one day at a time in memory (a modern 300k-drive day is ~200 MB of CSV);
+collecting (:mod:`diskrisk.ingest`) streams and never holds more than a chunk.
+
+Reading: :func:`connect` returns a duckdb connection with a ``lake`` view. On S3 it uses
+duckdb's httpfs (``read_parquet('s3://…/lake/date=*/*.parquet', hive_partitioning=true,
+union_by_name=true)``) when that extension can be loaded, and otherwise registers a
+``pyarrow.dataset`` over :func:`diskrisk.s3.arrow_fs` (duckdb streams it with projection and
+filter push-down, so nothing is materialised in pandas). ``root=`` points at a local lake
+directory instead (tests, offline work).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from diskrisk import s3, schema
+from diskrisk.ingest import (
+    DEFAULT_CHUNK,
+    CollectSummary,
+    DayResult,
+    bucket,
+    collect,
+    raw_key,
+    record_file_error,
+)
+from diskrisk.validate import DataError, Validated, rejected_csv, validate_bytes
+
+log = logging.getLogger(__name__)
+
+
+def lake_key(day: date, prefix: str = "") -> str:
+    return f"{prefix}lake/date={day.isoformat()}/part-0.parquet"
+
+
+def manifest_key(prefix: str = "") -> str:
+    return f"{prefix}lake/_manifest.json"
+
+
+def quarantine_key(day: date, name: str, prefix: str = "") -> str:
+    return f"{prefix}quarantine/date={day.isoformat()}/{Path(name).name}"
+
+
+# --- manifest -----------------------------------------------------------------------------
+
+
+def read_manifest(prefix: str = "") -> dict[str, Any]:
+    """The lake manifest, or an empty one."""
+    try:
+        body = s3.client().get_object(Bucket=bucket(), Key=manifest_key(prefix))["Body"].read()
+    except s3.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            return {"days": {}}
+        raise
+    return json.loads(body)
+
+
+def write_manifest(manifest: dict[str, Any], prefix: str = "") -> bool:
+    """Store the manifest when it changed (days sorted); True when written."""
+    manifest = {"days": dict(sorted(manifest["days"].items()))}
+    if read_manifest(prefix) == manifest:
+        return False
+    s3.client().put_object(
+        Bucket=bucket(),
+        Key=manifest_key(prefix),
+        Body=json.dumps(manifest, indent=1, sort_keys=True).encode(),
+        ContentType="application/json",
+    )
+    return True
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """zstd Parquet of one day (deterministic for the same table)."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", row_group_size=128 * 1024)
+    return buf.getvalue()
+
+
+def _put_if_changed(key: str, body: bytes, content_type: str) -> tuple[str, bool]:
+    sha = hashlib.sha256(body).hexdigest()
+    head = s3.head(key)
+    if head and head.get("Metadata", {}).get("sha256") == sha:
+        return sha, False
+    s3.client().put_object(
+        Bucket=bucket(), Key=key, Body=body, ContentType=content_type, Metadata={"sha256": sha}
+    )
+    return sha, True
+
+
+def _delete_if_exists(key: str) -> None:
+    if s3.head(key) is not None:
+        s3.client().delete_object(Bucket=bucket(), Key=key)
+
+
+def write_day(v: Validated, raw_sha256: str, *, prefix: str = "") -> dict[str, Any]:
+    """Write a validated day (Parquet + quarantine) and return its manifest entry."""
+    psha, _ = _put_if_changed(
+        lake_key(v.day, prefix), parquet_bytes(v.table), "application/vnd.apache.parquet"
+    )
+    qkey = quarantine_key(v.day, v.source, prefix)
+    if v.rejected is not None:
+        _put_if_changed(qkey, rejected_csv(v.rejected), "text/csv")
+    else:
+        _delete_if_exists(qkey)
+    return {
+        "rows": v.table.num_rows,
+        "sha256": raw_sha256,
+        "parquet_sha256": psha,
+        "failures": v.failures,
+        "quarantined": v.n_rejected,
+    }
+
+
+@dataclass(frozen=True)
+class DayOutcome:
+    day: date
+    status: str  # written | unchanged | rejected
+    entry: dict[str, Any] | None = None
+    error: DataError | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def ingest_day(
+    day: date, manifest: dict[str, Any], *, prefix: str = "", force: bool = False
+) -> DayOutcome:
+    """raw/ → validate → lake for one day, updating ``manifest`` in place."""
+    key = raw_key(day, prefix)
+    obj = s3.client().get_object(Bucket=bucket(), Key=key)
+    sha = obj.get("Metadata", {}).get("sha256")
+    entry = manifest["days"].get(day.isoformat())
+    if not force and entry and entry.get("sha256") == sha and sha:
+        obj["Body"].close()
+        return DayOutcome(day, "unchanged", entry)
+    data = obj["Body"].read()
+    sha = sha or hashlib.sha256(data).hexdigest()
+    name = f"{day.isoformat()}.csv"
+    try:
+        v = validate_bytes(data, name, day)
+    except DataError as err:
+        record_file_error(err, prefix)
+        _delete_if_exists(lake_key(day, prefix))  # the lake mirrors raw: no stale day
+        manifest["days"].pop(day.isoformat(), None)
+        return DayOutcome(day, "rejected", None, err)
+    del data
+    for w in v.warnings:
+        log.warning(w)
+    entry = write_day(v, sha, prefix=prefix)
+    manifest["days"][day.isoformat()] = entry
+    return DayOutcome(day, "written", entry, None, v.warnings)
+
+
+@dataclass
+class ProcessSummary:
+    collected: CollectSummary
+    days: list[DayOutcome] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[DataError]:
+        return self.collected.errors + [d.error for d in self.days if d.error is not None]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "raw": self.collected.as_dict()["days"],
+            "lake": {d.day.isoformat(): d.status for d in self.days},
+            "errors": [e.record() for e in self.errors],
+            "warnings": [w for d in self.days for w in d.warnings],
+        }
+
+
+def process(
+    source: str | Path,
+    *,
+    prefix: str = "",
+    chunk_size: int = DEFAULT_CHUNK,
+    force: bool = False,
+    on_step: Callable[[str, Any], None] | None = None,
+) -> ProcessSummary:
+    """Collect → validate → lake for every day of a source; one bad day never stops the rest."""
+    collected = collect(
+        source,
+        prefix=prefix,
+        chunk_size=chunk_size,
+        on_day=(lambda r: on_step("collect", r)) if on_step else None,
+    )
+    summary = ProcessSummary(collected)
+    manifest = read_manifest(prefix)
+    results: list[DayResult] = collected.days
+    for r in results:
+        out = ingest_day(r.day, manifest, prefix=prefix, force=force)
+        summary.days.append(out)
+        if on_step:
+            on_step("lake", out)
+    write_manifest(manifest, prefix)
+    return summary
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def lake_uri(prefix: str = "") -> str:
+    return f"s3://{bucket()}/{prefix}lake"
+
+
+def lake_paths(prefix: str = "") -> list[str]:
+    """``bucket/…/part-0.parquet`` paths of every day partition (arrow_fs style)."""
+    paginator = s3.client().get_paginator("list_objects_v2")
+    out = []
+    for page in paginator.paginate(Bucket=bucket(), Prefix=f"{prefix}lake/date="):
+        keys = [o["Key"] for o in page.get("Contents", [])]
+        out += [f"{bucket()}/{k}" for k in keys if k.endswith(".parquet")]
+    return sorted(out)
+
+
+def dataset(prefix: str = "", root: str | Path | None = None) -> ds.Dataset:
+    """A pyarrow dataset over the lake with the union of all day schemas."""
+    part = ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive")
+    if root is not None:
+        paths = sorted(str(p) for p in Path(root).glob("date=*/*.parquet"))
+        fs = None
+        base = str(root)
+    else:
+        paths = lake_paths(prefix)
+        fs = s3.arrow_fs()
+        base = f"{bucket()}/{prefix}lake"
+    if not paths:
+        raise FileNotFoundError(f"the lake at {root or lake_uri(prefix)} has no partitions")
+    with ThreadPoolExecutor(8) as pool:
+        schemas = list(pool.map(lambda p: pq.read_schema(p, filesystem=fs), paths))
+    unified = schema.unify(schemas)
+    return ds.dataset(
+        paths,
+        schema=unified,
+        format="parquet",
+        filesystem=fs,
+        partitioning=part,
+        partition_base_dir=base,
+    )
+
+
+_HTTPFS: bool | None = None  # cached per process: INSTALL may need the network
+
+
+def _httpfs(con: duckdb.DuckDBPyConnection) -> bool:
+    """Load duckdb's httpfs extension if this duckdb build has (or can fetch) it."""
+    global _HTTPFS
+    if _HTTPFS is False:
+        return False
+    for stmt in ("LOAD httpfs", "INSTALL httpfs"):
+        try:
+            con.execute(stmt)
+            if stmt.startswith("INSTALL"):
+                con.execute("LOAD httpfs")
+            _HTTPFS = True
+            return True
+        except duckdb.Error:
+            continue
+    _HTTPFS = False
+    return False
+
+
+def connect(
+    prefix: str = "", root: str | Path | None = None, *, use_httpfs: bool | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A duckdb connection with a ``lake`` view over all day partitions."""
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    if root is not None:
+        glob = f"{Path(root).as_posix()}/date=*/*.parquet"
+        con.execute(
+            f"CREATE VIEW lake AS SELECT * FROM read_parquet('{glob}', "
+            "hive_partitioning=true, union_by_name=true)"
+        )
+        return con
+    if use_httpfs is not False and _httpfs(con):
+        con.execute(s3.duckdb_secret_sql())
+        glob = f"{lake_uri(prefix)}/date=*/*.parquet"
+        con.execute(
+            f"CREATE VIEW lake AS SELECT * FROM read_parquet('{glob}', "
+            "hive_partitioning=true, union_by_name=true)"
+        )
+        return con
+    con.register("lake", dataset(prefix))
+    return con
+
+
+def read_lake(
+    columns: list[str] | None = None,
+    start: date | None = None,
+    end: date | None = None,
+    *,
+    prefix: str = "",
+    root: str | Path | None = None,
+) -> pa.Table:
+    """Rows between ``start`` and ``end`` (inclusive) as an Arrow table; for small slices."""
+    d = dataset(prefix, root)
+    flt = None
+    if start is not None:
+        flt = ds.field("date") >= pa.scalar(start, pa.date32())
+    if end is not None:
+        e = ds.field("date") <= pa.scalar(end, pa.date32())
+        flt = e if flt is None else flt & e
+    return d.to_table(columns=columns, filter=flt)
+
+
+def lake_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Column names of the ``lake`` view."""
+    return [r[0] for r in con.execute("DESCRIBE SELECT * FROM lake").fetchall()]
+
+
+def write_local(v: Validated, root: str | Path) -> Path:
+    """Write a validated day under a local lake directory (tests, offline work)."""
+    path = Path(root) / f"date={v.day.isoformat()}" / "part-0.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(parquet_bytes(v.table))
+    return path

@@ -1,0 +1,360 @@
+"""Data stage against the real S3 server and the real Backblaze days (scripts/stack up s3).
+
+Every test writes under its own ``test-<uuid>/`` prefix inside DISKRISK_BUCKET and removes all
+object versions under it afterwards. Expected numbers are computed independently here by
+reading the CSVs with pyarrow, never hard-coded from the pipeline's own output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import uuid
+import zipfile
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = (ROOT / os.environ.get("BACKBLAZE_TEST_DATA", "../shared/data/backblaze-2013")).resolve()
+
+
+def _s3_ready() -> bool:
+    try:
+        from diskrisk import s3
+        from diskrisk.config import S3Settings, load
+
+        s3.client().head_bucket(Bucket=load(S3Settings).bucket)
+        return True
+    except Exception:
+        return False
+
+
+if not DATA.is_dir() or not _s3_ready():
+    pytest.skip(
+        "needs the S3 server (scripts/stack up s3) and BACKBLAZE_TEST_DATA", allow_module_level=True
+    )
+
+from diskrisk import ingest, lake, s3, stats, survival  # noqa: E402
+from diskrisk.validate import CorruptZipError  # noqa: E402
+
+BUCKET = ingest.bucket()
+
+
+def versions(prefix: str) -> list[dict]:
+    out = []
+    for page in (
+        s3.client().get_paginator("list_object_versions").paginate(Bucket=BUCKET, Prefix=prefix)
+    ):
+        out += page.get("Versions", []) + page.get("DeleteMarkers", [])
+    return out
+
+
+def purge(prefix: str) -> None:
+    objs = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions(prefix)]
+    for i in range(0, len(objs), 1000):
+        s3.client().delete_objects(Bucket=BUCKET, Delete={"Objects": objs[i : i + 1000]})
+
+
+@pytest.fixture(scope="module")
+def truth() -> pa.Table:
+    """The real days read independently (only the columns the checks need)."""
+    opts = pacsv.ConvertOptions(
+        include_columns=["date", "serial_number", "failure"], column_types={"date": pa.string()}
+    )
+    return pa.concat_tables(
+        pacsv.read_csv(p, convert_options=opts) for p in sorted(DATA.glob("*.csv"))
+    )
+
+
+@pytest.fixture(scope="module")
+def real_lake():
+    prefix = f"test-{uuid.uuid4().hex[:10]}/"
+    summary = lake.process(DATA, prefix=prefix, chunk_size=5 * ingest.MIB)
+    yield prefix, summary
+    purge(prefix)
+
+
+@pytest.fixture()
+def scratch():
+    prefix = f"test-{uuid.uuid4().hex[:10]}/"
+    yield prefix
+    purge(prefix)
+
+
+def test_all_days_collected_and_every_row_lands(real_lake, truth):
+    prefix, summary = real_lake
+    n_files = len(list(DATA.glob("*.csv")))
+    assert n_files == 30
+    assert summary.collected.count("new") == n_files
+    assert not summary.errors
+    assert len(lake.lake_paths(prefix)) == n_files
+    con = lake.connect(prefix)
+    rows, failures, drives = con.execute(
+        "SELECT count(*), sum(failure), count(DISTINCT serial_number) FROM lake"
+    ).fetchone()
+    assert rows == truth.num_rows == 648_339
+    assert failures == pc.sum(truth["failure"]).as_py() == 93
+    assert drives == pc.count_distinct(truth["serial_number"]).as_py()
+    manifest = lake.read_manifest(prefix)
+    assert sum(d["rows"] for d in manifest["days"].values()) == truth.num_rows
+    # raw objects carry the sha256 and row count of the original bytes
+    first = sorted(DATA.glob("*.csv"))[0]
+    meta = s3.head(ingest.raw_key(date.fromisoformat(first.stem), prefix))["Metadata"]
+    assert meta["sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
+    assert int(meta["rows"]) == first.read_bytes().count(b"\n") - 1
+
+
+def test_rerun_is_idempotent(real_lake):
+    prefix, _ = real_lake
+    before_manifest = lake.read_manifest(prefix)
+    before = {(v["Key"], v["VersionId"]) for v in versions(prefix)}
+    again = lake.process(DATA, prefix=prefix)
+    assert again.collected.count("unchanged") == 30
+    assert {d.status for d in again.days} == {"unchanged"}
+    assert lake.read_manifest(prefix) == before_manifest
+    assert {(v["Key"], v["VersionId"]) for v in versions(prefix)} == before
+
+
+def test_stats_match_independent_counts(real_lake, truth, tmp_path):
+    prefix, _ = real_lake
+    st = stats.run(tmp_path, prefix=prefix)
+    assert st["rows"] == truth.num_rows
+    assert st["failures"] == pc.sum(truth["failure"]).as_py()
+    assert st["drives"] == pc.count_distinct(truth["serial_number"]).as_py()
+    assert st["days"] == 30
+    assert st["first_date"] == pc.min(truth["date"]).as_py()
+    assert st["last_date"] == pc.max(truth["date"]).as_py()
+    assert st["drives_failed_more_than_once"] == 0
+    assert 0 <= st["left_truncated_share"] <= 1
+    assert st["na_rate"]["serial_number"] == 0
+    assert json.loads((tmp_path / "stats.json").read_text())["rows"] == truth.num_rows
+    for name in ("stats.json", "drives_per_day.png", "failures_per_day.png"):
+        assert s3.head(f"{prefix}reports/stats/{name}") is not None
+
+
+def test_survival_events_match_independent_count(real_lake, truth):
+    prefix, _ = real_lake
+    s = "2013-04-20"
+    df = survival.survival_dataset(s, 10, prefix=prefix)
+    t = truth.to_pandas()
+    pop = set(t.loc[t.date == s, "serial_number"])
+    failed_before = set(t.loc[(t.date <= s) & (t.failure == 1), "serial_number"])
+    after = t[t.date > s]
+    at_risk = (pop - failed_before) & set(after.serial_number)
+    events = set(after.loc[after.failure == 1, "serial_number"]) & at_risk
+    assert set(df["serial_number"]) == at_risk
+    assert set(df.loc[df.event, "serial_number"]) == events
+    assert (df["duration_days"] >= 1).all()
+
+
+def _lines(path: Path, n: int, day: str) -> list[bytes]:
+    src_day = path.stem.encode()
+    lines = path.read_bytes().split(b"\n")[: n + 1]
+    return [lines[0]] + [ln.replace(src_day, day.encode()) for ln in lines[1:]]
+
+
+def test_malformed_inputs_are_reported_and_valid_rows_land(scratch, tmp_path):
+    prefix = scratch
+    src = sorted(DATA.glob("*.csv"))[0]
+    header = src.read_bytes().split(b"\n", 1)[0]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    files = {
+        "2013-06-01": b"",
+        "2013-06-02": header + b"\n",
+        "2013-06-03": header.replace(b"capacity_bytes,", b"") + b"\n2013-06-03,x,y,0\n",
+        "2013-06-04": b"\n".join(_lines(src, 50, "2013-06-04")).replace(b"Hitachi", b"Hit\xe4chi"),
+    }
+    bom_lines = _lines(src, 300, "2013-06-05")
+    files["2013-06-05"] = b"\xef\xbb\xbf" + b"\n".join(bom_lines) + b"\n"
+    bad = _lines(src, 400, "2013-06-06")
+    bad[10] = bad[10].replace(b"2013-06-06", b"2013-06-07")  # wrong date
+    bad[20] = bad[20].replace(b",0,", b",7,", 1)  # failure not 0/1
+    bad[30] = bad[5]  # duplicate serial
+    bad[40] = b"2013-06-06,broken"  # wrong number of fields
+    files["2013-06-06"] = b"\n".join(bad) + b"\n"
+    for d, body in files.items():
+        (folder / f"{d}.csv").write_bytes(body)
+
+    summary = lake.process(folder, prefix=prefix)
+    by_day = {o.day.isoformat(): o for o in summary.days}
+    expected_errors = {
+        "2013-06-01": "empty",
+        "2013-06-02": "header only",
+        "2013-06-03": "missing required column(s) capacity_bytes",
+        "2013-06-04": "not valid UTF-8 at line",
+    }
+    for d, text in expected_errors.items():
+        assert by_day[d].status == "rejected"
+        assert text in str(by_day[d].error) and f"{d}.csv" in str(by_day[d].error)
+        rec = json.loads(
+            s3.client()
+            .get_object(Bucket=BUCKET, Key=f"{prefix}quarantine/_files/{d}.csv.json")["Body"]
+            .read()
+        )
+        assert text in rec["reason"]
+        assert s3.head(lake.lake_key(date.fromisoformat(d), prefix)) is None
+
+    assert by_day["2013-06-05"].status == "written"
+    assert any("byte-order mark" in w for w in by_day["2013-06-05"].warnings)
+    assert by_day["2013-06-05"].entry["rows"] == 300
+
+    entry = by_day["2013-06-06"].entry
+    assert entry["rows"] == 400 - 4 and entry["quarantined"] == 4
+    q = pacsv.read_csv(
+        io.BytesIO(
+            s3.client()
+            .get_object(Bucket=BUCKET, Key=f"{prefix}quarantine/date=2013-06-06/2013-06-06.csv")[
+                "Body"
+            ]
+            .read()
+        )
+    )
+    reasons = dict(zip(q["_row"].to_pylist(), q["_reason"].to_pylist(), strict=True))
+    assert set(reasons) == {11, 21, 31, 41}
+    assert "not the file's day" in reasons[11]
+    assert "failure" in reasons[21]
+    assert "duplicate" in reasons[31]
+    assert "fields" in reasons[41]
+
+    con = lake.connect(prefix)
+    sql = "SELECT CAST(date AS VARCHAR), count(*) FROM lake GROUP BY 1"
+    got = dict(con.execute(sql).fetchall())
+    assert got == {"2013-06-05": 300, "2013-06-06": 396}
+
+    # re-running on the same bad input writes nothing new (no new object versions)
+    before = {(v["Key"], v["VersionId"]) for v in versions(prefix)}
+    lake.process(folder, prefix=prefix)
+    assert {(v["Key"], v["VersionId"]) for v in versions(prefix)} == before
+
+
+def test_zip_source_and_truncated_zip(scratch, tmp_path):
+    prefix = scratch
+    days = sorted(DATA.glob("*.csv"))[:2]
+    z = tmp_path / "data_Q2_2013.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in days:
+            zf.write(p, f"data_Q2_2013/{p.name}")
+    summary = lake.process(z, prefix=prefix, chunk_size=5 * ingest.MIB)
+    assert summary.collected.count("new") == 2 and not summary.errors
+    expected = sum(p.read_bytes().count(b"\n") - 1 for p in days)
+    assert sum(d.entry["rows"] for d in summary.days) == expected
+
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(z.read_bytes()[: z.stat().st_size // 2])
+    with pytest.raises(CorruptZipError, match=r"broken\.zip"):
+        lake.process(broken, prefix=prefix)
+    rec = json.loads(
+        s3.client()
+        .get_object(Bucket=BUCKET, Key=f"{prefix}quarantine/_files/broken.zip.json")["Body"]
+        .read()
+    )
+    assert rec["kind"] == "corrupt_zip"
+
+
+def test_replaced_bytes_keep_old_version(scratch, tmp_path):
+    prefix = scratch
+    src = sorted(DATA.glob("*.csv"))[0]
+    one = tmp_path / src.name
+    one.write_bytes(src.read_bytes())
+    first = lake.process(one, prefix=prefix)
+    assert first.collected.days[0].status == "new"
+    old_sha = first.collected.days[0].sha256
+    lines = src.read_bytes().split(b"\n")
+    one.write_bytes(b"\n".join(lines[:-101]) + b"\n")  # drop the last 100 rows
+    second = lake.process(one, prefix=prefix)
+    res = second.collected.days[0]
+    assert res.status == "replaced" and res.previous_sha256 == old_sha
+    key = ingest.raw_key(date.fromisoformat(src.stem), prefix)
+    vs = [v for v in versions(key) if v["Key"] == key]
+    assert len(vs) == 2
+    old = next(v for v in vs if not v["IsLatest"])
+    meta = s3.client().head_object(Bucket=BUCKET, Key=key, VersionId=old["VersionId"])
+    assert meta["Metadata"]["sha256"] == old_sha
+    entry = lake.read_manifest(prefix)["days"][src.stem]
+    assert entry["sha256"] == res.sha256
+    assert entry["rows"] == first.days[0].entry["rows"] - 100
+
+
+def test_corrupt_zip_member_is_reported_and_other_days_land(scratch, tmp_path):
+    prefix = scratch
+    days = sorted(DATA.glob("*.csv"))[:2]
+    z = tmp_path / "q.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in days:
+            zf.write(p, p.name)
+    with zipfile.ZipFile(z) as zf:
+        info = zf.getinfo(days[0].name)
+    raw = bytearray(z.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    mid = start + info.compress_size // 2
+    raw[mid : mid + 64] = bytes(64)  # damage the first member's compressed data
+    z.write_bytes(bytes(raw))
+    summary = lake.process(z, prefix=prefix)
+    assert [e.file for e in summary.errors] == [days[0].name]
+    assert "q.zip!" in str(summary.errors[0])
+    assert [d.day.isoformat() for d in summary.collected.days] == [days[1].stem]
+    assert s3.head(ingest.raw_key(date.fromisoformat(days[0].stem), prefix)) is None
+    assert s3.head(f"{prefix}quarantine/_files/{days[0].name}.json") is not None
+
+
+def test_cli_collect(scratch, tmp_path):
+    from typer.testing import CliRunner
+
+    from diskrisk.cli_data import app
+
+    src = sorted(DATA.glob("*.csv"))[0]
+    res = CliRunner().invoke(app, ["collect", str(src), "--prefix", scratch, "--chunk-mb", "5"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout[res.stdout.index("{") :])
+    assert out["raw"] == {src.stem: "new"} and out["lake"] == {src.stem: "written"}
+    assert (
+        lake.read_manifest(scratch)["days"][src.stem]["rows"] == src.read_bytes().count(b"\n") - 1
+    )
+
+
+def test_zip_over_http(scratch, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    days = sorted(DATA.glob("*.csv"))[2:3]
+    z = tmp_path / "data_Q2_2013.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in days:
+            zf.write(p, f"data_Q2_2013/{p.name}")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{z.name}"
+        summary = lake.process(url, prefix=scratch)
+    finally:
+        server.shutdown()
+    assert [d.status for d in summary.days] == ["written"]
+    assert summary.days[0].entry["rows"] == days[0].read_bytes().count(b"\n") - 1
+
+
+def test_large_day_is_uploaded_in_multipart_chunks(scratch, tmp_path):
+    from diskrisk import synth
+
+    (path,) = synth.write_days(tmp_path, "modern", 12_000, 1, date(2024, 5, 1), seed=9)
+    size = path.stat().st_size
+    chunk = 5 * ingest.MIB
+    assert size > chunk
+    summary = ingest.collect(path, prefix=scratch, chunk_size=chunk)
+    assert summary.days[0].status == "new"
+    head = s3.head(ingest.raw_key(date(2024, 5, 1), scratch))
+    parts = -(-size // chunk)
+    assert head["ETag"].strip('"').endswith(f"-{parts}")  # S3 multipart ETag
+    assert head["ContentLength"] == size
+    assert head["Metadata"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
