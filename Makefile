@@ -57,3 +57,123 @@ bench-ingest: up
 
 clean-stack: down     ## forget all local data (buckets, databases, HBase tables)
 	rm -rf .stack
+
+# --- deployment & CI (compose, workflows) ----------------------------------------------------------
+# Static checks (compose-config, test-compose, actionlint) need no Docker engine; the targets that
+# build or start containers stop with a clear message where there is none (like this machine).
+DISKRISK_CACHE     := $(or $(DISKRISK_CACHE_DIR),.cache)
+ACTIONLINT_VERSION := v1.7.12
+# docker compose itself, built from the Go module proxy when the docker CLI has no compose plugin
+# (v5.7.0 needs Go >= 1.26.10; v5.6.0 builds with the Go here).
+COMPOSE_VERSION    := v5.6.0
+ENV_FILE           ?= .env
+COMPOSE_PROJECT    ?= diskrisk
+COMPOSE_WAIT       ?= 900
+WORKERS            ?= 2
+SMOKE_CONF         ?= {}
+SMOKE_TIMEOUT      ?= 3600
+SYNTH_DIR          ?= /opt/airflow/data/synth
+SYNTH_DRIVES       ?= 3000
+SYNTH_DAYS         ?= 60
+SYNTH_START        ?= 2013-04-10
+OUT                ?= out
+START              ?=
+END                ?=
+ROUNDS             ?= 3
+COMPOSE_BIN = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo "$(DISKRISK_CACHE)/bin/docker-compose")
+COMPOSE     = $(COMPOSE_BIN) --project-name $(COMPOSE_PROJECT) --env-file $(ENV_FILE)
+define need_docker
+	@docker info >/dev/null 2>&1 || { echo "make $@: needs a running Docker engine and \`docker info\` fails here." \
+	  "Use the local stack instead (make up / make test), or run this on a host with Docker." >&2; exit 1; }
+endef
+
+.PHONY: compose-tool compose-config test-compose compose-env images images-push compose-up \
+        compose-up-celery compose-synth compose-smoke compose-artifacts compose-down compose-clean retrain \
+        actionlint test-dag-import ci-system-deps retrain-args
+
+compose-tool:         ## a compose CLI: the docker plugin, else docker-compose built into the cache
+	@if docker compose version >/dev/null 2>&1 || [ -x "$(DISKRISK_CACHE)/bin/docker-compose" ]; then exit 0; fi; \
+	command -v go >/dev/null || { echo "no docker compose plugin and no Go to build it" >&2; exit 1; }; \
+	echo "building docker compose $(COMPOSE_VERSION) from the Go module proxy (a few minutes, once)"; \
+	mkdir -p "$(DISKRISK_CACHE)/bin"; out="$$(cd "$(DISKRISK_CACHE)/bin" && pwd)/docker-compose"; \
+	tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; cd "$$tmp" && go mod init local/compose-build >/dev/null 2>&1 \
+	  && go get github.com/docker/compose/v5/cmd@$(COMPOSE_VERSION) \
+	  && CGO_ENABLED=0 go build -trimpath -o "$$out" github.com/docker/compose/v5/cmd
+
+compose-config: compose-tool  ## docker-compose.yml validates (Compose schema + interpolation), both profiles
+	$(COMPOSE_BIN) --project-name $(COMPOSE_PROJECT) --env-file .env.example config --quiet
+	$(COMPOSE_BIN) --project-name $(COMPOSE_PROJECT) --env-file .env.example --profile celery config --quiet
+
+test-compose: setup compose-tool  ## static tests of the Compose deployment (no Docker engine needed)
+	$(VENV)/pytest tests/test_compose.py $(PYTEST_ARGS)
+
+compose-env:          ## .env for compose (same generator as the local stack), without the virtualenv
+	@if [ -f "$(ENV_FILE)" ]; then exit 0; fi; \
+	if [ -x $(VENV)/python ]; then DISKRISK_ENV_FILE="$(ENV_FILE)" scripts/stack env; else \
+	  python3 -m venv "$(DISKRISK_CACHE)/envtool" \
+	  && "$(DISKRISK_CACHE)/envtool/bin/pip" install -q "python-dotenv==$$(sed -n 's/^python-dotenv==//p' requirements.txt)" \
+	  && DISKRISK_ENV_FILE="$(ENV_FILE)" PYTHONPATH=scripts "$(DISKRISK_CACHE)/envtool/bin/python" -m localstack env; fi
+
+images: compose-env compose-tool  ## build the images (airflow, mlflow, hbase, minio)
+	$(need_docker)
+	DISKRISK_GIT_REVISION="$$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+	  $(COMPOSE) build minio hbase mlflow airflow-init
+
+images-push: compose-env compose-tool  ## push them to $DISKRISK_IMAGE_PREFIX (registry/namespace)
+	$(need_docker)
+	$(COMPOSE) push minio hbase mlflow airflow-init
+
+compose-up: compose-env compose-tool  ## start the Compose deployment, wait until every service is healthy
+	$(need_docker)
+	$(COMPOSE) up -d --wait --wait-timeout $(COMPOSE_WAIT)
+
+compose-up-celery: compose-env compose-tool  ## the same with CeleryExecutor, redis and WORKERS workers
+	$(need_docker)
+	AIRFLOW__CORE__EXECUTOR=CeleryExecutor $(COMPOSE) --profile celery up -d --wait \
+	  --wait-timeout $(COMPOSE_WAIT) --scale airflow-worker=$(WORKERS)
+
+compose-synth: compose-tool  ## synthetic Backblaze days in the airflow-data volume (BACKBLAZE_SOURCE=$(SYNTH_DIR))
+	$(need_docker)
+	$(COMPOSE) exec -T airflow-scheduler diskrisk synth --era 2013 --drives $(SYNTH_DRIVES) \
+	  --days $(SYNTH_DAYS) --start $(SYNTH_START) --out $(SYNTH_DIR)
+
+compose-smoke: compose-tool  ## trigger diskrisk_pipeline via the REST API, check champion and scores
+	$(need_docker)
+	$(COMPOSE) exec -T -e SMOKE_CONF='$(subst ','\'',$(SMOKE_CONF))' -e SMOKE_TIMEOUT=$(SMOKE_TIMEOUT) \
+	  airflow-apiserver python - < docker/compose_smoke.py
+	$(COMPOSE) exec -T airflow-apiserver diskrisk top --k 5
+
+compose-artifacts: compose-tool  ## logs, the champion zip and the drift report into $(OUT)/compose
+	$(need_docker)
+	mkdir -p $(OUT)/compose
+	$(COMPOSE) ps --all > $(OUT)/compose/ps.txt
+	$(COMPOSE) logs --no-color --timestamps > $(OUT)/compose/compose.log
+	$(COMPOSE) cp airflow-apiserver:/tmp/diskrisk-smoke $(OUT)/compose/smoke || true
+
+compose-down: compose-tool  ## stop the deployment (volumes kept)
+	$(need_docker)
+	$(COMPOSE) --profile celery down --remove-orphans
+
+compose-clean: compose-tool  ## stop it and delete its volumes
+	$(need_docker)
+	$(COMPOSE) --profile celery down --remove-orphans --volumes
+
+retrain: retrain-args up  ## make retrain START=YYYY-MM-DD END=YYYY-MM-DD [ROUNDS=n]: on the local stack
+	$(VENV)/diskrisk retrain --start $(START) --end $(END) --rounds $(ROUNDS) --out $(OUT)/retrain
+
+retrain-args:
+	@[[ "$(START)" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}$$ && "$(END)" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}$$ && "$(ROUNDS)" =~ ^[0-9]+$$ ]] \
+	  || { echo "usage: make retrain START=YYYY-MM-DD END=YYYY-MM-DD [ROUNDS=n]" >&2; exit 2; }
+
+actionlint:           ## lint .github/workflows (actionlint from the Go module proxy, pinned)
+	@if ! "$(DISKRISK_CACHE)/bin/actionlint" -version 2>/dev/null | grep -qx '$(ACTIONLINT_VERSION)'; then \
+	  mkdir -p "$(DISKRISK_CACHE)/bin"; \
+	  GOBIN="$$(cd "$(DISKRISK_CACHE)/bin" && pwd)" go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION); fi
+	"$(DISKRISK_CACHE)/bin/actionlint" .github/workflows/*.yml
+
+test-dag-import: setup  ## the DAG imports (no stack needed)
+	$(VENV)/pytest tests/test_dag.py -k import $(PYTEST_ARGS)
+
+ci-system-deps:       ## CI containers (Debian 12 with python3.11 but no venv module): what bootstrap assumes
+	@python3.11 -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-venv; }

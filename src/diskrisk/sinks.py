@@ -640,4 +640,3 @@ def _wait_enabled(conn: happybase.Connection, table: str, timeout_s: float = 60.
         time.sleep(0.5)
 
 
-ScoreSink = HBaseSink  # the name diskrisk.pipeline imports
