@@ -9,12 +9,14 @@ from rich.console import Console
 from rich.table import Table
 
 from diskrisk.cli_data import app as data_app
+from diskrisk.cli_pipeline import app as pipeline_app
 from diskrisk.config import ConfigError
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 init_app = typer.Typer(no_args_is_help=True, help="Provision buckets, users and policies.")
 app.add_typer(init_app, name="init")
 app.add_typer(data_app)
+app.add_typer(pipeline_app)
 console = Console()
 
 

@@ -71,6 +71,10 @@ class MlflowAdminSettings(_Base):
     pipeline_password: SecretStr = Field(alias="MLFLOW_TRACKING_PASSWORD", min_length=8)
 
 
+class AirflowSettings(_Base):
+    api_url: AnyHttpUrl = Field(alias="AIRFLOW_API_URL")
+
+
 class HBaseSettings(_Base):
     thrift_host: str = Field(alias="HBASE_THRIFT_HOST", min_length=1)
     thrift_port: PositiveInt = Field(alias="HBASE_THRIFT_PORT", lt=65536)

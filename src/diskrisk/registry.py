@@ -74,6 +74,13 @@ def decide(challenger_c: float, champion_c: float | None, holdout_events: int,
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version behind ``alias``, or None when the model or the alias does not exist yet.
+
+    Existence is checked with a search first: with basic auth, asking for an alias of a model
+    that does not exist answers 403 (no permission on a missing resource), not 404.
+    """
+    if not client.search_registered_models(filter_string=f"name = '{name}'"):
+        return None
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:

@@ -1,0 +1,162 @@
+"""CLI commands of the modelling half: train, evaluate, promote, models, export, drift, score,
+risk, top, retrain, report. Each is a thin shell over ``diskrisk.pipeline`` / ``diskrisk.train``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer()
+console = Console()
+
+
+def _table(title: str, rows: list[dict], columns: list[str] | None = None) -> Table:
+    t = Table(title=title)
+    cols = columns or (list(rows[0]) if rows else [])
+    for c in cols:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*(f"{r.get(c):.4f}" if isinstance(r.get(c), float) else str(r.get(c, ""))
+                    for c in cols))
+    return t
+
+
+@app.command()
+def train(
+    families: list[str] = typer.Option(None, "--family", "-f", help="default: DISKRISK_TRAIN_FAMILIES"),
+    cutoff: str = typer.Option(None, help="snapshot date (default: a third into the lake)"),
+    promote: bool = typer.Option(True, help="run the promotion rule on the best challenger"),
+) -> None:
+    """Train challengers on the survival dataset, log them to MLflow, register them."""
+    from diskrisk import pipeline
+    from diskrisk.train import TrainSettings
+
+    ref = pipeline.dataset(cutoff)
+    results = []
+    with console.status("training") as status:
+        for family in families or TrainSettings().families:
+            status.update(f"training {family}")
+            results.append(pipeline.train(family, ref))
+    console.print(_table("challengers", results, ["family", "version", "harrell_c", "run_id"]))
+    if promote:
+        console.print(pipeline.promote(results, ref))
+
+
+@app.command()
+def evaluate(alias: str = typer.Option("champion", help="registry alias to evaluate"),
+             cutoff: str = typer.Option(None, help="snapshot date of the holdout")) -> None:
+    """Harrell's C of a registered model on a fresh holdout from the lake."""
+    from diskrisk import pipeline
+    from diskrisk.train import DatasetRef, evaluate_alias
+
+    ref = DatasetRef.from_json(pipeline.dataset(cutoff))
+    console.print(evaluate_alias(alias, ref))
+
+
+@app.command()
+def promote() -> None:
+    """Compare the current challenger with the champion on the challenger's holdout."""
+    from diskrisk.train import promote_challenger
+
+    console.print(promote_challenger())
+
+
+@app.command()
+def models() -> None:
+    """Registered versions with their aliases, metrics and promotion decisions."""
+    from diskrisk.train import list_versions
+
+    console.print(_table("diskrisk-failure-risk", list_versions(),
+                         ["version", "aliases", "family", "harrell_c", "decision", "reason",
+                          "window"]))
+
+
+@app.command()
+def export(out: Path = typer.Option(Path("champion.zip"), help="zip to write")) -> None:
+    """The champion as a zip: MLmodel, model files, requirements and a README."""
+    from diskrisk.train import export_champion
+
+    console.print(f"wrote {export_champion(out)}")
+
+
+@app.command()
+def drift(day: str = typer.Option(None, help="day to compare (default: newest lake day)")) -> None:
+    """Evidently drift report of the newest day against the champion's training data."""
+    from diskrisk import pipeline
+
+    console.print_json(json.dumps(pipeline.drift(day), default=str))
+
+
+@app.command()
+def score(day: str = typer.Option(None, help="default: newest lake day"),
+          force: bool = typer.Option(False, help="re-score even if already written")) -> None:
+    """Score every drive of a day with the champion and write the scores to HBase."""
+    from diskrisk import pipeline
+
+    console.print(pipeline.score(day, force=force))
+
+
+@app.command()
+def risk(serial: str) -> None:
+    """Latest score and score history of one drive (from HBase)."""
+    from diskrisk.sinks import HBaseSink
+
+    sink = HBaseSink()
+    latest = sink.latest(serial)
+    if latest is None:
+        console.print(f"[red]no score for {serial}[/red]")
+        raise typer.Exit(1)
+    console.print(latest)
+    hist = sink.history(serial)
+    console.print(_table(f"history of {serial}", hist.to_dict("records"),
+                         ["data_date", "risk", "p_fail_30d", "p_fail_90d", "rank_pct",
+                          "model_version"]))
+
+
+@app.command()
+def top(k: int = typer.Option(10, "--k", min=1, help="how many drives")) -> None:
+    """The riskiest drives now (latest scores in HBase)."""
+    from diskrisk.sinks import HBaseSink
+
+    rows = HBaseSink().top(k).to_dict("records")
+    console.print(_table(f"top {k} riskiest drives", rows,
+                         ["serial_number", "model", "risk", "p_fail_30d", "p_fail_90d",
+                          "data_date", "model_version"]))
+
+
+@app.command()
+def retrain(start: str = typer.Option(..., help="first lake day of the window"),
+            end: str = typer.Option(..., help="last lake day of the window"),
+            rounds: int = typer.Option(1, min=1, help="fine-tuning rounds"),
+            out: Path = typer.Option(Path("out/retrain"))) -> None:
+    """Background retraining: fine-tune the champion ``rounds`` times, keep the best."""
+    from diskrisk.train import retrain_rounds
+
+    report = retrain_rounds(start, end, rounds, out)
+    console.print_json(json.dumps(report, default=str))
+
+
+@app.command()
+def report() -> None:
+    """What a user wants to see after a run: champion, C-index, drift, riskiest drives, URLs."""
+    from diskrisk.train import list_versions
+
+    champ = next((v for v in list_versions() if "champion" in v["aliases"]), None)
+    if champ is None:
+        console.print("[red]no champion yet[/red]")
+        raise typer.Exit(1)
+    console.rule("diskrisk")
+    console.print(f"champion: version {champ['version']} ({champ['family']}), "
+                  f"Harrell C on held-out drives = {champ['harrell_c']}")
+    from diskrisk.train import latest_drift
+
+    console.print(f"drift: {latest_drift()}")
+    top(10)
+    from diskrisk.config import AirflowSettings, MlflowSettings, load
+
+    console.print(f"MLflow UI:  {load(MlflowSettings).tracking_uri}")
+    console.print(f"Airflow UI: {load(AirflowSettings).api_url}")

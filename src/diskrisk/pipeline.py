@@ -1,0 +1,200 @@
+"""One function per pipeline task, each taking and returning small JSON-able values.
+
+The Airflow DAG and the CLI both call these, so a task behaves the same whether Airflow runs it
+or an operator does. Data moves between tasks through S3 keys and MLflow, never through XCom.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from diskrisk import lake
+from diskrisk.config import ConfigError, MlflowSettings, S3Settings, cached
+
+log = logging.getLogger(__name__)
+
+
+def _prefix() -> str:
+    """Key prefix inside the bucket (DISKRISK_LAKE_PREFIX): lets tests and trials run side by
+    side with production data in one bucket."""
+    return os.environ.get("DISKRISK_LAKE_PREFIX", "")
+
+
+# --- data ------------------------------------------------------------------------------------------
+def source() -> str:
+    """Where Backblaze days come from: a folder, a quarterly zip, a URL or one CSV."""
+    src = os.environ.get("BACKBLAZE_SOURCE")
+    if not src:
+        raise ConfigError("BACKBLAZE_SOURCE is not set (a folder, a zip, a URL or a CSV)")
+    return src
+
+
+def run_window(params: dict[str, Any], logical_date: Any) -> dict[str, Any]:
+    """The days a run collects: UI params win over the logical date; validated here."""
+    start = params.get("start") or pd.Timestamp(logical_date).date().isoformat()
+    end = params.get("end") or start
+    lo, hi = date.fromisoformat(start), date.fromisoformat(end)
+    if lo > hi:
+        raise ValueError(f"start {lo} is after end {hi}")
+    return {"source": source(), "start": lo.isoformat(), "end": hi.isoformat()}
+
+
+def collect(src: str, start: str | None = None, end: str | None = None) -> dict[str, Any]:
+    """Original bytes of the days within [start, end] to the raw zone (no-op when unchanged)."""
+    from diskrisk.ingest import collect as collect_days
+
+    keep = _between(start, end) if (start or end) else None
+    summary = collect_days(src, prefix=_prefix(), keep=keep)
+    return summary.as_dict()
+
+
+def build_lake(collected: dict[str, Any], force: bool = False) -> dict[str, Any]:
+    """Validate the collected days into the Parquet lake and its manifest."""
+    manifest = lake.read_manifest(_prefix())
+    outcomes = [lake.ingest_day(date.fromisoformat(day), manifest, prefix=_prefix(), force=force)
+                for day in sorted(collected["days"])]
+    lake.write_manifest(manifest, _prefix())
+    days = sorted(manifest.get("days", {}))
+    return {
+        "lake": {o.day.isoformat(): o.status for o in outcomes},
+        "changed": sorted(o.day.isoformat() for o in outcomes if o.status == "written"),
+        "errors": collected.get("errors", []) + [e.record() for o in outcomes if (e := o.error)],
+        "lake_days": len(days),
+        "last_day": days[-1] if days else None,
+    }
+
+
+def _between(start: str | None, end: str | None) -> Callable[[date], bool]:
+    lo = date.fromisoformat(start) if start else date.min
+    hi = date.fromisoformat(end) if end else date.max
+    return lambda d: lo <= d <= hi
+
+
+def lake_days() -> list[str]:
+    return sorted(lake.read_manifest(_prefix()).get("days", {}))
+
+
+def stats() -> dict[str, Any]:
+    from diskrisk import stats as st
+
+    out = Path(tempfile.mkdtemp(prefix="diskrisk-stats-"))
+    return st.run(out, prefix=_prefix())
+
+
+# --- drift ------------------------------------------------------------------------------------------
+def drift(day: str | None = None) -> dict[str, Any]:
+    """Champion's training snapshot vs the newest day; report to S3 and MLflow."""
+    import mlflow
+
+    from diskrisk import s3
+    from diskrisk.drift import check_drift, write_report
+    from diskrisk.registry import CHAMPION, alias_version
+    from diskrisk.survival import snapshot_features
+    from diskrisk.tracking import connect
+    from diskrisk.train import TrainSettings, load_reference
+
+    client = connect()
+    ms = cached(MlflowSettings)
+    version = alias_version(client, ms.model_name, CHAMPION)
+    if version is None:
+        return {"drift": None, "reason": "no champion yet: nothing to compare with"}
+    day = day or lake_days()[-1]
+    reference = load_reference(version)
+    current = snapshot_features(day, TrainSettings().lookback_days, prefix=_prefix())
+    numeric = [c for c in reference.columns
+               if c.startswith("smart_") or c in ("age_days", "capacity_bytes")]
+    summary, snapshot = check_drift(reference, current, numeric, ["vendor"])
+    out = write_report(summary, snapshot, Path(tempfile.mkdtemp(prefix="diskrisk-drift-")))
+    bucket = cached(S3Settings).bucket
+    keys = {}
+    for kind, path in out.items():
+        key = f"{_prefix()}reports/drift/{day}/{path.name}"
+        s3.client().upload_file(str(path), bucket, key)
+        keys[kind] = f"s3://{bucket}/{key}"
+    mlflow.set_experiment(f"{ms.experiment}-drift")
+    with mlflow.start_run(run_name=f"drift-{day}") as run:
+        mlflow.set_tags({"data.day": day, "champion_version": str(version.version),
+                         "drift": str(summary.drift).lower()})
+        mlflow.log_metrics({"drift_share": summary.share, "drifted_columns": summary.drifted_columns})
+        for path in out.values():
+            mlflow.log_artifact(str(path))
+    return {"drift": summary.drift, "share": summary.share, "day": day,
+            "drifted": sorted(c for c, v in summary.columns.items() if v.drifted),
+            "champion_version": str(version.version), "report": keys["html"],
+            "mlflow_run_id": run.info.run_id}
+
+
+def has_work(lake_result: dict[str, Any], force: bool = False) -> bool:
+    """Short-circuit gate: go on when days changed, when asked to, or when an earlier run
+    stopped before finishing (no champion, or the newest day not yet scored); a re-run of a
+    completed window is then a no-op, and a re-run of a failed one completes it."""
+    if force or lake_result["changed"]:
+        return True
+    if not lake_result.get("last_day"):
+        return False
+    from diskrisk.registry import CHAMPION, alias_version
+    from diskrisk.sinks import HBaseSink
+    from diskrisk.tracking import connect
+
+    if alias_version(connect(), cached(MlflowSettings).model_name, CHAMPION) is None:
+        return True
+    return HBaseSink().completed(lake_result["last_day"]) is None
+
+
+def should_retrain(drift_result: dict[str, Any], force: bool = False) -> bool:
+    """Train challengers on drift, when there is no champion yet, or when asked to."""
+    return force or drift_result.get("drift") is not False
+
+
+# --- training -----------------------------------------------------------------------------------------
+def dataset(cutoff: str | None = None) -> str:
+    from diskrisk.train import prepare_dataset
+
+    return prepare_dataset(cutoff, prefix=_prefix()).to_json()
+
+
+def train(family: str, dataset_ref: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from diskrisk.train import DatasetRef, train_challenger
+
+    return asdict(train_challenger(family, DatasetRef.from_json(dataset_ref), params))
+
+
+def promote(challengers: list[dict[str, Any]], dataset_ref: str) -> dict[str, Any]:
+    from diskrisk.train import Challenger, DatasetRef
+    from diskrisk.train import promote as choose
+
+    best, decision = choose([Challenger(**c) for c in challengers], DatasetRef.from_json(dataset_ref))
+    return {"version": best.version, "family": best.family, "promote": decision.promote,
+            "reason": decision.reason, "challenger_c": decision.challenger_c,
+            "champion_c": decision.champion_c}
+
+
+# --- scoring ---------------------------------------------------------------------------------------
+def score(day: str | None = None, force: bool = False) -> dict[str, Any]:
+    """Score every drive seen on ``day`` and write them to HBase; a day already written by
+    the same champion version is left alone (re-running changes nothing)."""
+    from diskrisk.scoring import champion, score_frame
+    from diskrisk.sinks import HBaseSink
+    from diskrisk.survival import snapshot_features
+    from diskrisk.train import TrainSettings
+
+    day = day or lake_days()[-1]
+    version, model = champion()
+    sink = HBaseSink()
+    done = sink.completed(day)
+    if done and not force and str(done.get("model_version")) == str(version.version):
+        return {"day": day, "skipped": True, **done}
+    features = snapshot_features(day, TrainSettings().lookback_days, prefix=_prefix())
+    written = sink.write(score_frame(features, version, model, day))
+    return {"day": day, "skipped": False, "model_version": str(version.version),
+            "rows": written[day]}
