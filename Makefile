@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV  := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup env up down status logs test test-unit test-integration lint format typecheck \
+.PHONY: setup env up down status logs test check test-unit test-integration lint format typecheck \
         demo lock bench-ingest clean-stack
 
 setup:                ## install system packages, the pinned virtualenv, HBase jars, MinIO
@@ -24,8 +24,10 @@ status:
 logs:
 	scripts/stack logs
 
-test: up              ## README's test command: install, start the stack, run every test
+test: check up        ## README's test command: install, lint, start the stack, run every test
 	$(VENV)/pytest $(PYTEST_ARGS)
+
+check: lint typecheck actionlint  ## static checks: ruff, ruff format, mypy, actionlint
 
 test-unit: setup
 	$(VENV)/pytest -m "not integration" $(PYTEST_ARGS)
@@ -34,18 +36,18 @@ test-integration: up
 	$(VENV)/pytest -m integration $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/ruff check src tests scripts/localstack airflow bench mlflow
-	$(VENV)/ruff format --check src tests scripts/localstack airflow bench mlflow
+	$(VENV)/ruff check src tests scripts/localstack airflow bench mlflow docker
+	$(VENV)/ruff format --check src tests scripts/localstack airflow bench mlflow docker
 
 format: setup
-	$(VENV)/ruff format src tests scripts/localstack airflow bench mlflow
-	$(VENV)/ruff check --fix src tests scripts/localstack airflow bench mlflow
+	$(VENV)/ruff format src tests scripts/localstack airflow bench mlflow docker
+	$(VENV)/ruff check --fix src tests scripts/localstack airflow bench mlflow docker
 
 typecheck: setup
 	$(VENV)/mypy src
 
-demo: up              ## README's main job
-	$(VENV)/diskrisk demo
+demo: up              ## README's main job: the pipeline end to end on the local stack
+	scripts/demo
 
 lock:                 ## re-pin requirements.txt from the current virtualenv
 	$(VENV)/pip freeze --exclude-editable | grep -ivE '^(ruff|mypy|pytest|pytest-timeout|iniconfig)==' \

@@ -26,9 +26,15 @@ S3_OK = {
 def _isolated(monkeypatch, tmp_path):
     """No .env and no ambient variables leak into these tests."""
     monkeypatch.setenv("DISKRISK_ENV_FILE", str(tmp_path / "absent.env"))
-    for name in [*S3_OK, "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
-                 "MLFLOW_TRACKING_PASSWORD", "HBASE_THRIFT_HOST", "HBASE_THRIFT_PORT",
-                 "DISKRISK_HBASE_NAMESPACE"]:
+    for name in [
+        *S3_OK,
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+        "HBASE_THRIFT_HOST",
+        "HBASE_THRIFT_PORT",
+        "DISKRISK_HBASE_NAMESPACE",
+    ]:
         monkeypatch.delenv(name, raising=False)
 
 
@@ -59,8 +65,11 @@ def test_missing_variable_is_named(monkeypatch, missing):
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("S3_ENDPOINT_URL", "not a url"), ("DISKRISK_BUCKET", "Bad_Bucket!"),
-     ("DISKRISK_S3_SECRET_KEY", "short")],
+    [
+        ("S3_ENDPOINT_URL", "not a url"),
+        ("DISKRISK_BUCKET", "Bad_Bucket!"),
+        ("DISKRISK_S3_SECRET_KEY", "short"),
+    ],
 )
 def test_malformed_variable_is_named(monkeypatch, name, value):
     for k, v in S3_OK.items():

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diskrisk.drift import DriftSettings, check_drift, write_report
+from diskrisk.drift import DriftSettings, check_drift, drift_features, write_report
 
 NUM = ["smart_5_raw", "smart_197_raw", "age_days", "capacity_tb"]
 CAT = ["vendor"]
@@ -14,13 +14,15 @@ CAT = ["vendor"]
 
 def drives(n: int, seed: int, shift: float = 0.0, vendor_p=(0.6, 0.3, 0.1)) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "smart_5_raw": rng.poisson(0.3 + shift * 5, n).astype(float),
-        "smart_197_raw": rng.poisson(0.2 + shift * 5, n).astype(float),
-        "age_days": rng.normal(900 + shift * 400, 200, n),
-        "capacity_tb": rng.choice([3.0, 4.0], n),
-        "vendor": rng.choice(["Seagate", "HGST", "WDC"], n, p=vendor_p),
-    })
+    return pd.DataFrame(
+        {
+            "smart_5_raw": rng.poisson(0.3 + shift * 5, n).astype(float),
+            "smart_197_raw": rng.poisson(0.2 + shift * 5, n).astype(float),
+            "age_days": rng.normal(900 + shift * 400, 200, n),
+            "capacity_tb": rng.choice([3.0, 4.0], n),
+            "vendor": rng.choice(["Seagate", "HGST", "WDC"], n, p=vendor_p),
+        }
+    )
 
 
 def test_same_distribution_is_not_drift():
@@ -31,8 +33,9 @@ def test_same_distribution_is_not_drift():
 
 
 def test_shifted_distribution_is_drift():
-    summary, _ = check_drift(drives(5000, 1), drives(5000, 2, shift=1.0, vendor_p=(0.1, 0.1, 0.8)),
-                             NUM, CAT)
+    summary, _ = check_drift(
+        drives(5000, 1), drives(5000, 2, shift=1.0, vendor_p=(0.1, 0.1, 0.8)), NUM, CAT
+    )
     assert summary.drift is True
     for col in ("smart_5_raw", "smart_197_raw", "age_days", "vendor"):
         assert summary.columns[col].drifted, col
@@ -69,3 +72,19 @@ def test_report_files(tmp_path):
     paths = write_report(summary, snap, tmp_path)
     assert paths["html"].stat().st_size > 10_000
     assert '"drift": true' in paths["json"].read_text()
+
+
+def test_time_driven_and_derived_features_are_not_tested():
+    cols = [
+        "serial_number",
+        "vendor",
+        "capacity_bytes",
+        "age_days",
+        "smart_5_raw",
+        "smart_5_raw_d7",
+        "smart_5_raw_d30",
+        "smart_9_raw",
+        "smart_12_raw",
+        "smart_197_raw",
+    ]
+    assert drift_features(cols) == (["capacity_bytes", "smart_5_raw", "smart_197_raw"], ["vendor"])

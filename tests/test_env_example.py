@@ -24,7 +24,11 @@ def documented() -> set[str]:
 def test_every_settings_field_is_documented():
     required = set()
     for obj in vars(config).values():
-        if isinstance(obj, type) and issubclass(obj, BaseSettings) and obj.__module__ == config.__name__:
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, BaseSettings)
+            and obj.__module__ == config.__name__
+        ):
             for field in obj.model_fields.values():
                 if field.is_required() and field.alias:
                     required.add(field.alias)
@@ -36,12 +40,16 @@ def test_every_variable_the_local_stack_reads_is_documented():
     src = (ROOT / "scripts" / "localstack" / "services.py").read_text()
     used = set(re.findall(r"\be\[\"([A-Z][A-Z0-9_]*)\"\]", src))
     used |= set(re.findall(r"\be\['([A-Z][A-Z0-9_]*)'\]", src))
-    used |= {f"{app}_DB_{part}" for app in ("AIRFLOW", "MLFLOW") for part in ("USER", "PASSWORD", "NAME")}
+    used |= {
+        f"{app}_DB_{part}" for app in ("AIRFLOW", "MLFLOW") for part in ("USER", "PASSWORD", "NAME")
+    }
     assert used, "no variables found"
     assert used - documented() == set()
 
 
 def test_generated_secrets_are_placeholders_not_values():
     text = (ROOT / ".env.example").read_text()
-    for m in re.finditer(r"^([A-Z_]*(PASSWORD|SECRET|SECRET_KEY|ACCESS_KEY|FERNET_KEY))=(.*)$", text, re.M):
+    for m in re.finditer(
+        r"^([A-Z_]*(PASSWORD|SECRET|SECRET_KEY|ACCESS_KEY|FERNET_KEY))=(.*)$", text, re.M
+    ):
         assert m.group(3).startswith("__generate"), m.group(1)

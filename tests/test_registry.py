@@ -30,9 +30,15 @@ def test_first_valid_challenger_becomes_champion():
 
 @pytest.mark.parametrize(
     ("challenger", "champion", "events", "promote"),
-    [(0.80, 0.75, 20, True), (0.755, 0.75, 20, False), (0.70, 0.75, 20, False),
-     (0.90, 0.75, 4, False), (float("nan"), 0.75, 20, False), (0.90, float("nan"), 20, False),
-     (0.90, None, 4, False)],
+    [
+        (0.80, 0.75, 20, True),
+        (0.755, 0.75, 20, False),
+        (0.70, 0.75, 20, False),
+        (0.90, 0.75, 4, False),
+        (float("nan"), 0.75, 20, False),
+        (0.90, float("nan"), 20, False),
+        (0.90, None, 4, False),
+    ],
 )
 def test_rule(challenger, champion, events, promote):
     d = decide(challenger, champion, events, RULE)
@@ -59,9 +65,13 @@ def holdout(n: int = 3000, seed: int = 7) -> pd.DataFrame:
     hazard = 0.002 * np.exp(1.2 * smart5)
     t_fail = rng.exponential(1 / hazard)
     follow = rng.integers(5, 60, n)
-    return pd.DataFrame({"smart_5_raw": smart5,
-                         "duration_days": np.maximum(1, np.minimum(t_fail, follow)).astype(int),
-                         "event": t_fail <= follow})
+    return pd.DataFrame(
+        {
+            "smart_5_raw": smart5,
+            "duration_days": np.maximum(1, np.minimum(t_fail, follow)).astype(int),
+            "event": t_fail <= follow,
+        }
+    )
 
 
 @pytest.mark.integration
@@ -79,13 +89,16 @@ def test_champion_challenger_both_directions(stack_env):
         from sksurv.metrics import concordance_index_censored
 
         model = ColumnRisk(column)
-        with mlflow.start_run() as run:
-            info = mlflow.pyfunc.log_model(name="model", python_model=model,
-                                               pip_requirements=["mlflow", "pandas", "numpy"])
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=model, pip_requirements=["mlflow", "pandas", "numpy"]
+            )
         version = register(client, name, info.model_uri, {"test": "1"})
         assert alias_version(client, name, CHALLENGER).version == version.version
         risk = model.predict(None, data)["risk"].to_numpy()
-        c = concordance_index_censored(data["event"].to_numpy(), data["duration_days"].to_numpy(float), risk)[0]
+        c = concordance_index_censored(
+            data["event"].to_numpy(), data["duration_days"].to_numpy(float), risk
+        )[0]
         champ = champion_c_index(client, name, data)
         d = decide(c, champ[1] if champ else None, events, RULE)
         apply(client, name, version.version, d)

@@ -38,11 +38,17 @@ def test_s3_lake_bucket_is_versioned(stack_env):
 
 def test_s3_anonymous_requests_are_refused(stack_env):
     cfg = load(S3Settings)
-    anon = boto3.client("s3", endpoint_url=str(cfg.endpoint_url), region_name=cfg.region,
-                        config=Config(signature_version=UNSIGNED))
-    for call in (lambda: anon.list_objects_v2(Bucket=cfg.bucket),
-                 lambda: anon.put_object(Bucket=cfg.bucket, Key="anon.txt", Body=b"x"),
-                 lambda: anon.list_buckets()):
+    anon = boto3.client(
+        "s3",
+        endpoint_url=str(cfg.endpoint_url),
+        region_name=cfg.region,
+        config=Config(signature_version=UNSIGNED),
+    )
+    for call in (
+        lambda: anon.list_objects_v2(Bucket=cfg.bucket),
+        lambda: anon.put_object(Bucket=cfg.bucket, Key="anon.txt", Body=b"x"),
+        lambda: anon.list_buckets(),
+    ):
         with pytest.raises(ClientError) as err:
             call()
         assert err.value.response["Error"]["Code"] in {"AccessDenied", "403"}
@@ -60,9 +66,13 @@ def test_s3_pipeline_identity_is_confined_to_its_bucket(stack_env):
 
 def test_s3_wrong_secret_is_refused(stack_env):
     cfg = load(S3Settings)
-    bad = boto3.client("s3", endpoint_url=str(cfg.endpoint_url), region_name=cfg.region,
-                       aws_access_key_id=cfg.access_key.get_secret_value(),
-                       aws_secret_access_key="not-the-secret-at-all")
+    bad = boto3.client(
+        "s3",
+        endpoint_url=str(cfg.endpoint_url),
+        region_name=cfg.region,
+        aws_access_key_id=cfg.access_key.get_secret_value(),
+        aws_secret_access_key="not-the-secret-at-all",
+    )
     with pytest.raises(ClientError) as err:
         bad.list_objects_v2(Bucket=cfg.bucket)
     assert err.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
@@ -80,8 +90,11 @@ def test_hbase_create_put_scan(stack_env):
             for serial in ("Z1", "Z2", "Z3"):
                 b.put(serial.encode(), {b"s:risk": f"0.{serial[-1]}".encode()})
         rows = dict(table.scan(row_prefix=b"Z"))
-        assert rows == {b"Z1": {b"s:risk": b"0.1"}, b"Z2": {b"s:risk": b"0.2"},
-                        b"Z3": {b"s:risk": b"0.3"}}
+        assert rows == {
+            b"Z1": {b"s:risk": b"0.1"},
+            b"Z2": {b"s:risk": b"0.2"},
+            b"Z3": {b"s:risk": b"0.3"},
+        }
     finally:
         if name.encode() in conn.tables():
             conn.delete_table(name, disable=True)
@@ -107,8 +120,12 @@ def test_mlflow_run_and_registered_model_as_pipeline(stack_env, tmp_path):
         mlflow.log_param("family", "constant")
         mlflow.log_metric("c_index", 0.5)
         mlflow.log_artifact(str(tmp_path / "note.txt"))
-        info = mlflow.pyfunc.log_model(name="model", python_model=Constant(), pip_requirements=["mlflow"],
-                                       registered_model_name=name)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=Constant(),
+            pip_requirements=["mlflow"],
+            registered_model_name=name,
+        )
     got = client.get_run(run.info.run_id)
     assert got.data.metrics["c_index"] == 0.5
     assert [a.path for a in client.list_artifacts(run.info.run_id) if a.path == "note.txt"]
@@ -122,11 +139,16 @@ def test_mlflow_refuses_unauthenticated_and_wrong_password(stack_env):
     cfg = load(MlflowSettings)
     url = f"{str(cfg.tracking_uri).rstrip('/')}/api/2.0/mlflow/experiments/search"
     assert requests.post(url, json={"max_results": 1}, timeout=10).status_code == 401
-    wrong = requests.post(url, json={"max_results": 1}, timeout=10,
-                          auth=(cfg.username, "definitely-wrong-password"))
+    wrong = requests.post(
+        url, json={"max_results": 1}, timeout=10, auth=(cfg.username, "definitely-wrong-password")
+    )
     assert wrong.status_code == 401
-    ok = requests.post(url, json={"max_results": 1}, timeout=10,
-                       auth=(cfg.username, cfg.password.get_secret_value()))
+    ok = requests.post(
+        url,
+        json={"max_results": 1},
+        timeout=10,
+        auth=(cfg.username, cfg.password.get_secret_value()),
+    )
     assert ok.status_code == 200
 
 
@@ -134,8 +156,12 @@ def test_mlflow_pipeline_user_is_not_admin(stack_env):
     """Least privilege: the pipeline cannot create users (an admin-only call)."""
     cfg = load(MlflowSettings)
     url = f"{str(cfg.tracking_uri).rstrip('/')}/api/2.0/mlflow/users/create"
-    resp = requests.post(url, json={"username": "intruder", "password": "x" * 12}, timeout=10,
-                         auth=(cfg.username, cfg.password.get_secret_value()))
+    resp = requests.post(
+        url,
+        json={"username": "intruder", "password": "x" * 12},
+        timeout=10,
+        auth=(cfg.username, cfg.password.get_secret_value()),
+    )
     assert resp.status_code == 403
 
 
@@ -145,9 +171,14 @@ def test_postgres_reachable_per_application(stack_env, app):
     import psycopg2
 
     e = stack_env
-    conn = psycopg2.connect(host=e["POSTGRES_HOST"], port=int(e["POSTGRES_PORT"]),
-                            user=e[f"{app}_DB_USER"], password=e[f"{app}_DB_PASSWORD"],
-                            dbname=e[f"{app}_DB_NAME"], connect_timeout=5)
+    conn = psycopg2.connect(
+        host=e["POSTGRES_HOST"],
+        port=int(e["POSTGRES_PORT"]),
+        user=e[f"{app}_DB_USER"],
+        password=e[f"{app}_DB_PASSWORD"],
+        dbname=e[f"{app}_DB_NAME"],
+        connect_timeout=5,
+    )
     with conn.cursor() as cur:
         cur.execute("SELECT current_user, current_database()")
         assert cur.fetchone() == (e[f"{app}_DB_USER"], e[f"{app}_DB_NAME"])
@@ -159,9 +190,14 @@ def test_postgres_refuses_wrong_password(stack_env):
 
     e = stack_env
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
-        psycopg2.connect(host=e["POSTGRES_HOST"], port=int(e["POSTGRES_PORT"]),
-                         user=e["AIRFLOW_DB_USER"], password="wrong-password",
-                         dbname=e["AIRFLOW_DB_NAME"], connect_timeout=5)
+        psycopg2.connect(
+            host=e["POSTGRES_HOST"],
+            port=int(e["POSTGRES_PORT"]),
+            user=e["AIRFLOW_DB_USER"],
+            password="wrong-password",
+            dbname=e["AIRFLOW_DB_NAME"],
+            connect_timeout=5,
+        )
 
 
 # --- Airflow ------------------------------------------------------------------------------------------
@@ -173,8 +209,14 @@ def test_airflow_db_check(stack_env):
     from localstack.services import airflow_env
 
     airflow = Path(sys.executable).parent / "airflow"
-    res = subprocess.run([str(airflow), "db", "check"], env={**os.environ, **airflow_env(stack_env)},
-                         capture_output=True, text=True, timeout=120, check=False)
+    res = subprocess.run(
+        [str(airflow), "db", "check"],
+        env={**os.environ, **airflow_env(stack_env)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
 
 
@@ -183,10 +225,18 @@ def test_airflow_api_health_and_auth(stack_env):
     health = requests.get(f"{api}/api/v2/monitor/health", timeout=10).json()
     assert health["metadatabase"]["status"] == "healthy"
     assert requests.get(f"{api}/api/v2/dags", timeout=10).status_code == 401
-    token = requests.post(f"{api}/auth/token", timeout=10, json={
-        "username": stack_env["AIRFLOW_ADMIN_USERNAME"],
-        "password": stack_env["AIRFLOW_ADMIN_PASSWORD"]})
+    token = requests.post(
+        f"{api}/auth/token",
+        timeout=10,
+        json={
+            "username": stack_env["AIRFLOW_ADMIN_USERNAME"],
+            "password": stack_env["AIRFLOW_ADMIN_PASSWORD"],
+        },
+    )
     assert token.status_code in (200, 201), token.text
-    dags = requests.get(f"{api}/api/v2/dags", timeout=10,
-                        headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+    dags = requests.get(
+        f"{api}/api/v2/dags",
+        timeout=10,
+        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+    )
     assert dags.status_code == 200

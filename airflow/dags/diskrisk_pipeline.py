@@ -38,14 +38,28 @@ def _on_failure(context) -> None:  # type: ignore[no-untyped-def]
         "on_failure_callback": _on_failure,
     },
     params={
-        "start": Param(None, type=["null", "string"], format="date",
-                       description="First day to collect (default: the run's logical date)"),
-        "end": Param(None, type=["null", "string"], format="date",
-                     description="Last day to collect (default: start)"),
-        "force_retrain": Param(False, type="boolean",
-                               description="Train challengers even without new data or drift"),
-        "families": Param(FAMILIES, type="array", items={"type": "string", "enum": FAMILIES},
-                          minItems=1, description="Model families to train as challengers"),
+        "start": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="First day to collect (default: the run's logical date)",
+        ),
+        "end": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Last day to collect (default: start)",
+        ),
+        "force_retrain": Param(
+            False, type="boolean", description="Train challengers even without new data or drift"
+        ),
+        "families": Param(
+            FAMILIES,
+            type="array",
+            items={"type": "string", "enum": FAMILIES},
+            minItems=1,
+            description="Model families to train as challengers",
+        ),
     },
     doc_md=__doc__,
 )

@@ -1,4 +1,5 @@
-"""`scripts/stack up|down|status|env|logs [service...]`."""
+"""`scripts/stack up|down|status|env|logs [service...]`, or `scripts/stack airflow ARGS...` to
+run the Airflow CLI against the local stack's metadata database."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from localstack.services import all_services, ensure_env
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["airflow"]:
+        return _airflow(argv[1:])
     parser = argparse.ArgumentParser(prog="scripts/stack", description=__doc__)
     parser.add_argument("action", choices=["up", "down", "status", "env", "logs"])
     parser.add_argument("services", nargs="*", help="default: all, in dependency order")
@@ -56,6 +60,16 @@ def main(argv: list[str] | None = None) -> int:
         for svc in chosen:
             print(f"==> {svc.logfile} <==\n{tail(svc, 30)}\n")
     return 0
+
+
+def _airflow(args: list[str]) -> int:
+    import os
+    from pathlib import Path
+
+    from localstack.services import airflow_env, env
+
+    airflow = Path(sys.executable).parent / "airflow"
+    os.execve(str(airflow), [str(airflow), *args], {**os.environ, **airflow_env(env())})
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ and its pid in `.stack/run/NAME.pid`, so `down` stops exactly what `up` started.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -113,10 +114,8 @@ def stop(svc: Service, grace: float = 30.0) -> str:
     if pid is None:
         svc.pidfile.unlink(missing_ok=True)
         return "not running"
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and _group_alive(pid):
         time.sleep(0.5)
@@ -155,5 +154,7 @@ def run(argv: list[str], env: dict[str, str] | None = None, user: str | None = N
         argv, env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False
     )
     if res.returncode != 0:
-        raise StackError(f"{' '.join(argv[:3])}... failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+        raise StackError(
+            f"{' '.join(argv[:3])}... failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
+        )
     return res.stdout

@@ -65,7 +65,7 @@ def _hostport(url: str) -> tuple[str, int]:
 
 
 def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - loopback probe
+    with urllib.request.urlopen(url, timeout=3) as resp:
         return 200 <= resp.status < 300
 
 
@@ -92,8 +92,16 @@ def postgres(e: dict[str, str]) -> Service:
             shutil.chown(pwfile, SERVICE_USER, SERVICE_USER)
         try:
             run(
-                [str(PG_BIN / "initdb"), "-D", str(data), "-U", e["POSTGRES_USER"],
-                 f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8"],
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    e["POSTGRES_USER"],
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "--encoding=UTF8",
+                ],
                 user=SERVICE_USER,
             )
         finally:
@@ -102,8 +110,13 @@ def postgres(e: dict[str, str]) -> Service:
     def after() -> None:
         import psycopg2
 
-        conn = psycopg2.connect(host=host, port=port, user=e["POSTGRES_USER"],
-                                password=e["POSTGRES_PASSWORD"], dbname="postgres")
+        conn = psycopg2.connect(
+            host=host,
+            port=port,
+            user=e["POSTGRES_USER"],
+            password=e["POSTGRES_PASSWORD"],
+            dbname="postgres",
+        )
         conn.autocommit = True
         with conn.cursor() as cur:
             for app in ("AIRFLOW", "MLFLOW"):
@@ -119,8 +132,17 @@ def postgres(e: dict[str, str]) -> Service:
 
     return Service(
         name="postgres",
-        argv=[str(PG_BIN / "postgres"), "-D", str(data), "-h", host, "-p", str(port),
-              "-k", str(_owned_dir(STATE / "run" / "pgsock"))],
+        argv=[
+            str(PG_BIN / "postgres"),
+            "-D",
+            str(data),
+            "-h",
+            host,
+            "-p",
+            str(port),
+            "-k",
+            str(_owned_dir(STATE / "run" / "pgsock")),
+        ],
         ready=lambda: port_open(host, port),
         prepare=prepare,
         after=after,
@@ -130,8 +152,10 @@ def postgres(e: dict[str, str]) -> Service:
 
 
 def pg_url(e: dict[str, str], app: str, db: str | None = None) -> str:
-    return (f"postgresql+psycopg2://{e[f'{app}_DB_USER']}:{e[f'{app}_DB_PASSWORD']}"
-            f"@{e['POSTGRES_HOST']}:{e['POSTGRES_PORT']}/{db or e[f'{app}_DB_NAME']}")
+    return (
+        f"postgresql+psycopg2://{e[f'{app}_DB_USER']}:{e[f'{app}_DB_PASSWORD']}"
+        f"@{e['POSTGRES_HOST']}:{e['POSTGRES_PORT']}/{db or e[f'{app}_DB_NAME']}"
+    )
 
 
 # --- S3 (MinIO) ----------------------------------------------------------------------------------
@@ -143,11 +167,22 @@ def s3(e: dict[str, str]) -> Service:
 
     return Service(
         name="s3",
-        argv=[str(MINIO_BIN), "server", str(DATA / "minio"), "--address", f"{host}:{port}",
-              "--console-address", e["S3_CONSOLE_ADDRESS"], "--quiet"],
-        env={"MINIO_ROOT_USER": e["MINIO_ROOT_USER"],
-             "MINIO_ROOT_PASSWORD": e["MINIO_ROOT_PASSWORD"],
-             "MINIO_BROWSER_REDIRECT": "off", "MINIO_UPDATE": "off"},
+        argv=[
+            str(MINIO_BIN),
+            "server",
+            str(DATA / "minio"),
+            "--address",
+            f"{host}:{port}",
+            "--console-address",
+            e["S3_CONSOLE_ADDRESS"],
+            "--quiet",
+        ],
+        env={
+            "MINIO_ROOT_USER": e["MINIO_ROOT_USER"],
+            "MINIO_ROOT_PASSWORD": e["MINIO_ROOT_PASSWORD"],
+            "MINIO_BROWSER_REDIRECT": "off",
+            "MINIO_UPDATE": "off",
+        },
         ready=lambda: _http_ok(f"{e['S3_ENDPOINT_URL'].rstrip('/')}/minio/health/ready"),
         after=after,
         timeout=60,
@@ -158,19 +193,32 @@ def s3(e: dict[str, str]) -> Service:
 # The options HBase's launcher passes on JDK 17 (hbase-surefire.jdk17.flags in HBase's pom).
 JDK17_OPTS = [
     "-Dorg.apache.hbase.thirdparty.io.netty.tryReflectionSetAccessible=true",
-    "--add-modules", "jdk.unsupported",
-    "--add-opens", "java.base/java.io=ALL-UNNAMED",
-    "--add-opens", "java.base/java.nio=ALL-UNNAMED",
-    "--add-opens", "java.base/sun.nio.ch=ALL-UNNAMED",
-    "--add-opens", "java.base/java.lang=ALL-UNNAMED",
-    "--add-opens", "java.base/jdk.internal.ref=ALL-UNNAMED",
-    "--add-opens", "java.base/java.lang.reflect=ALL-UNNAMED",
-    "--add-opens", "java.base/java.util=ALL-UNNAMED",
-    "--add-opens", "java.base/java.util.concurrent=ALL-UNNAMED",
-    "--add-exports", "java.base/jdk.internal.misc=ALL-UNNAMED",
-    "--add-exports", "java.security.jgss/sun.security.krb5=ALL-UNNAMED",
-    "--add-exports", "java.base/sun.net.dns=ALL-UNNAMED",
-    "--add-exports", "java.base/sun.net.util=ALL-UNNAMED",
+    "--add-modules",
+    "jdk.unsupported",
+    "--add-opens",
+    "java.base/java.io=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.nio=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.lang=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.lang.reflect=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.util=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.util.concurrent=ALL-UNNAMED",
+    "--add-exports",
+    "java.base/jdk.internal.misc=ALL-UNNAMED",
+    "--add-exports",
+    "java.security.jgss/sun.security.krb5=ALL-UNNAMED",
+    "--add-exports",
+    "java.base/sun.net.dns=ALL-UNNAMED",
+    "--add-exports",
+    "java.base/sun.net.util=ALL-UNNAMED",
 ]
 
 
@@ -178,9 +226,13 @@ def _hbase_conf(e: dict[str, str]) -> Path:
     """Render hbase-site.xml from hbase/hbase-site.xml.in with the ports of `.env`."""
     conf = STATE / "hbase" / "conf"
     conf.mkdir(parents=True, exist_ok=True)
-    values = {**e, "HBASE_ROOTDIR": f"file://{DATA / 'hbase'}",
-              "HBASE_ZK_DATADIR": str(DATA / "hbase-zk"), "HBASE_TMPDIR": str(STATE / "hbase" / "tmp"),
-              "HBASE_BIND_HOST": e["HBASE_THRIFT_HOST"]}
+    values = {
+        **e,
+        "HBASE_ROOTDIR": f"file://{DATA / 'hbase'}",
+        "HBASE_ZK_DATADIR": str(DATA / "hbase-zk"),
+        "HBASE_TMPDIR": str(STATE / "hbase" / "tmp"),
+        "HBASE_BIND_HOST": e["HBASE_THRIFT_HOST"],
+    }
     template = (ROOT / "hbase" / "hbase-site.xml.in").read_text()
     for key, value in values.items():
         template = template.replace("${" + key + "}", value)
@@ -190,20 +242,34 @@ def _hbase_conf(e: dict[str, str]) -> Path:
 
 
 def _java(conf: Path, heap: str, main: str, *args: str) -> list[str]:
-    return ["java", f"-Xmx{heap}", "-XX:+UseG1GC", *JDK17_OPTS,
-            f"-Dhbase.log.dir={LOGS}", "-Dhbase.root.logger=INFO,console",
-            f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
-            "-cp", f"{conf}:{HBASE_LIB}/*", main, *args]
+    return [
+        "java",
+        f"-Xmx{heap}",
+        "-XX:+UseG1GC",
+        *JDK17_OPTS,
+        f"-Dhbase.log.dir={LOGS}",
+        "-Dhbase.root.logger=INFO,console",
+        f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
+        "-cp",
+        f"{conf}:{HBASE_LIB}/*",
+        main,
+        *args,
+    ]
 
 
 def _hbase_master_initialized(e: dict[str, str]) -> bool:
     """The info server answers before the master can create tables; wait for the latter."""
-    url = (f"http://{e['HBASE_THRIFT_HOST']}:{e['HBASE_MASTER_INFO_PORT']}/jmx"
-           "?qry=Hadoop:service=HBase,name=Master,sub=Server")
-    with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - loopback probe
+    url = (
+        f"http://{e['HBASE_THRIFT_HOST']}:{e['HBASE_MASTER_INFO_PORT']}/jmx"
+        "?qry=Hadoop:service=HBase,name=Master,sub=Server"
+    )
+    with urllib.request.urlopen(url, timeout=3) as resp:
         beans = json.load(resp)["beans"]
-    return bool(beans) and beans[0].get("masterFinishedInitializationTime", 0) > 0 and \
-        beans[0].get("numRegionServers", 0) >= 1
+    return (
+        bool(beans)
+        and beans[0].get("masterFinishedInitializationTime", 0) > 0
+        and beans[0].get("numRegionServers", 0) >= 1
+    )
 
 
 def hbase(e: dict[str, str]) -> Service:
@@ -233,8 +299,18 @@ def hbase_thrift(e: dict[str, str]) -> Service:
 
     return Service(
         name="hbase-thrift",
-        argv=_java(conf, "512m", "org.apache.hadoop.hbase.thrift.ThriftServer",
-                   "-b", host, "-p", str(port), "--infoport", e["HBASE_THRIFT_INFO_PORT"], "start"),
+        argv=_java(
+            conf,
+            "512m",
+            "org.apache.hadoop.hbase.thrift.ThriftServer",
+            "-b",
+            host,
+            "-p",
+            str(port),
+            "--infoport",
+            e["HBASE_THRIFT_INFO_PORT"],
+            "start",
+        ),
         prepare=lambda: _hbase_conf(e) and None,
         ready=ready,
         timeout=120,
@@ -248,26 +324,45 @@ def mlflow(e: dict[str, str]) -> Service:
 
     def prepare() -> None:
         auth_ini.parent.mkdir(parents=True, exist_ok=True)
-        run([sys.executable, str(ROOT / "mlflow" / "render_auth_config.py"), str(auth_ini)],
-            env={"MLFLOW_AUTH_DATABASE_URI": pg_url(e, "MLFLOW", f"{e['MLFLOW_DB_NAME']}_auth")})
+        run(
+            [sys.executable, str(ROOT / "mlflow" / "render_auth_config.py"), str(auth_ini)],
+            env={"MLFLOW_AUTH_DATABASE_URI": pg_url(e, "MLFLOW", f"{e['MLFLOW_DB_NAME']}_auth")},
+        )
 
     def after() -> None:
-        run([str(VENV_BIN / "diskrisk"), "init", "mlflow"], env={"DISKRISK_ENV_FILE": str(ENV_FILE)})
+        run(
+            [str(VENV_BIN / "diskrisk"), "init", "mlflow"], env={"DISKRISK_ENV_FILE": str(ENV_FILE)}
+        )
 
     return Service(
         name="mlflow",
-        argv=[str(VENV_BIN / "mlflow"), "server", "--app-name", "basic-auth",
-              "--backend-store-uri", pg_url(e, "MLFLOW"),
-              "--artifacts-destination", f"s3://{e['MLFLOW_ARTIFACTS_BUCKET']}/",
-              "--serve-artifacts", "--host", host, "--port", str(port), "--workers", "2"],
-        env={"MLFLOW_AUTH_CONFIG_PATH": str(auth_ini),
-             "MLFLOW_AUTH_ADMIN_USERNAME": e["MLFLOW_AUTH_ADMIN_USERNAME"],
-             "MLFLOW_AUTH_ADMIN_PASSWORD": e["MLFLOW_AUTH_ADMIN_PASSWORD"],
-             "MLFLOW_FLASK_SERVER_SECRET_KEY": e["MLFLOW_FLASK_SERVER_SECRET_KEY"],
-             "MLFLOW_S3_ENDPOINT_URL": e["S3_ENDPOINT_URL"],
-             "AWS_ACCESS_KEY_ID": e["MLFLOW_S3_ACCESS_KEY"],
-             "AWS_SECRET_ACCESS_KEY": e["MLFLOW_S3_SECRET_KEY"],
-             "AWS_DEFAULT_REGION": e["S3_REGION"]},
+        argv=[
+            str(VENV_BIN / "mlflow"),
+            "server",
+            "--app-name",
+            "basic-auth",
+            "--backend-store-uri",
+            pg_url(e, "MLFLOW"),
+            "--artifacts-destination",
+            f"s3://{e['MLFLOW_ARTIFACTS_BUCKET']}/",
+            "--serve-artifacts",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        env={
+            "MLFLOW_AUTH_CONFIG_PATH": str(auth_ini),
+            "MLFLOW_AUTH_ADMIN_USERNAME": e["MLFLOW_AUTH_ADMIN_USERNAME"],
+            "MLFLOW_AUTH_ADMIN_PASSWORD": e["MLFLOW_AUTH_ADMIN_PASSWORD"],
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": e["MLFLOW_FLASK_SERVER_SECRET_KEY"],
+            "MLFLOW_S3_ENDPOINT_URL": e["S3_ENDPOINT_URL"],
+            "AWS_ACCESS_KEY_ID": e["MLFLOW_S3_ACCESS_KEY"],
+            "AWS_SECRET_ACCESS_KEY": e["MLFLOW_S3_SECRET_KEY"],
+            "AWS_DEFAULT_REGION": e["S3_REGION"],
+        },
         prepare=prepare,
         after=after,
         ready=lambda: _http_ok(f"{e['MLFLOW_TRACKING_URI'].rstrip('/')}/health"),

@@ -20,14 +20,17 @@ def _table(title: str, rows: list[dict], columns: list[str] | None = None) -> Ta
     for c in cols:
         t.add_column(c)
     for r in rows:
-        t.add_row(*(f"{r.get(c):.4f}" if isinstance(r.get(c), float) else str(r.get(c, ""))
-                    for c in cols))
+        t.add_row(
+            *(f"{r.get(c):.4f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols)
+        )
     return t
 
 
 @app.command()
 def train(
-    families: list[str] = typer.Option(None, "--family", "-f", help="default: DISKRISK_TRAIN_FAMILIES"),
+    families: list[str] = typer.Option(
+        None, "--family", "-f", help="default: DISKRISK_TRAIN_FAMILIES"
+    ),
     cutoff: str = typer.Option(None, help="snapshot date (default: a third into the lake)"),
     promote: bool = typer.Option(True, help="run the promotion rule on the best challenger"),
 ) -> None:
@@ -47,8 +50,10 @@ def train(
 
 
 @app.command()
-def evaluate(alias: str = typer.Option("champion", help="registry alias to evaluate"),
-             cutoff: str = typer.Option(None, help="snapshot date of the holdout")) -> None:
+def evaluate(
+    alias: str = typer.Option("champion", help="registry alias to evaluate"),
+    cutoff: str = typer.Option(None, help="snapshot date of the holdout"),
+) -> None:
     """Harrell's C of a registered model on a fresh holdout from the lake."""
     from diskrisk import pipeline
     from diskrisk.train import DatasetRef, evaluate_alias
@@ -70,9 +75,13 @@ def models() -> None:
     """Registered versions with their aliases, metrics and promotion decisions."""
     from diskrisk.train import list_versions
 
-    console.print(_table("diskrisk-failure-risk", list_versions(),
-                         ["version", "aliases", "family", "harrell_c", "decision", "reason",
-                          "window"]))
+    console.print(
+        _table(
+            "diskrisk-failure-risk",
+            list_versions(),
+            ["version", "aliases", "family", "harrell_c", "decision", "reason", "window"],
+        )
+    )
 
 
 @app.command()
@@ -92,8 +101,10 @@ def drift(day: str = typer.Option(None, help="day to compare (default: newest la
 
 
 @app.command()
-def score(day: str = typer.Option(None, help="default: newest lake day"),
-          force: bool = typer.Option(False, help="re-score even if already written")) -> None:
+def score(
+    day: str = typer.Option(None, help="default: newest lake day"),
+    force: bool = typer.Option(False, help="re-score even if already written"),
+) -> None:
     """Score every drive of a day with the champion and write the scores to HBase."""
     from diskrisk import pipeline
 
@@ -112,9 +123,13 @@ def risk(serial: str) -> None:
         raise typer.Exit(1)
     console.print(latest)
     hist = sink.history(serial)
-    console.print(_table(f"history of {serial}", hist.to_dict("records"),
-                         ["data_date", "risk", "p_fail_30d", "p_fail_90d", "rank_pct",
-                          "model_version"]))
+    console.print(
+        _table(
+            f"history of {serial}",
+            hist.to_dict("records"),
+            ["data_date", "risk", "p_fail_30d", "p_fail_90d", "rank_pct", "model_version"],
+        )
+    )
 
 
 @app.command()
@@ -123,16 +138,30 @@ def top(k: int = typer.Option(10, "--k", min=1, help="how many drives")) -> None
     from diskrisk.sinks import HBaseSink
 
     rows = HBaseSink().top(k).to_dict("records")
-    console.print(_table(f"top {k} riskiest drives", rows,
-                         ["serial_number", "model", "risk", "p_fail_30d", "p_fail_90d",
-                          "data_date", "model_version"]))
+    console.print(
+        _table(
+            f"top {k} riskiest drives",
+            rows,
+            [
+                "serial_number",
+                "model",
+                "risk",
+                "p_fail_30d",
+                "p_fail_90d",
+                "data_date",
+                "model_version",
+            ],
+        )
+    )
 
 
 @app.command()
-def retrain(start: str = typer.Option(..., help="first lake day of the window"),
-            end: str = typer.Option(..., help="last lake day of the window"),
-            rounds: int = typer.Option(1, min=1, help="fine-tuning rounds"),
-            out: Path = typer.Option(Path("out/retrain"))) -> None:
+def retrain(
+    start: str = typer.Option(..., help="first lake day of the window"),
+    end: str = typer.Option(..., help="last lake day of the window"),
+    rounds: int = typer.Option(1, min=1, help="fine-tuning rounds"),
+    out: Path = typer.Option(Path("out/retrain")),
+) -> None:
     """Background retraining: fine-tune the champion ``rounds`` times, keep the best."""
     from diskrisk.train import retrain_rounds
 
@@ -150,8 +179,10 @@ def report() -> None:
         console.print("[red]no champion yet[/red]")
         raise typer.Exit(1)
     console.rule("diskrisk")
-    console.print(f"champion: version {champ['version']} ({champ['family']}), "
-                  f"Harrell C on held-out drives = {champ['harrell_c']}")
+    console.print(
+        f"champion: version {champ['version']} ({champ['family']}), "
+        f"Harrell C on held-out drives = {champ['harrell_c']}"
+    )
     from diskrisk.train import latest_drift
 
     console.print(f"drift: {latest_drift()}")

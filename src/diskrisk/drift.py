@@ -1,5 +1,11 @@
 """Data drift between the champion's training snapshot and the newest days (Evidently).
 
+Which features: the current raw SMART values, capacity and vendor. Not tested: age and the SMART
+counters that grow with time for every drive (power-on hours 9, power cycles 12): they shift
+between any two dates by construction, and KS on tens of thousands of drives would call that
+drift every day. Not tested either: the trailing 7/30-day changes, which are functions of the raw
+values and depend on how much history the lake held at the snapshot.
+
 The decision follows Evidently's dataset-drift rule: each feature is tested on its own (KS for
 numeric features, PSI for categorical ones by default), and the data has drifted when the share of
 drifted features reaches ``drift_share``. The pipeline retrains when it has.
@@ -21,8 +27,34 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Evidently tests whose statistic is a p-value: drift when it falls *below* the threshold.
 # For the others (PSI, Jensen-Shannon, Wasserstein, ...) it is a distance: drift when at or above.
-_P_VALUE_TESTS = {"ks", "chisquare", "z", "t_test", "mannw", "fisher_exact", "g_test",
-                  "anderson", "cramer_von_mises", "epps_singleton", "empirical_mmd"}
+_P_VALUE_TESTS = {
+    "ks",
+    "chisquare",
+    "z",
+    "t_test",
+    "mannw",
+    "fisher_exact",
+    "g_test",
+    "anderson",
+    "cramer_von_mises",
+    "epps_singleton",
+    "empirical_mmd",
+}
+
+
+# SMART counters that grow with calendar time on every healthy drive.
+TIME_DRIVEN = {"smart_9_raw", "smart_12_raw", "smart_240_raw", "smart_241_raw", "smart_242_raw"}
+
+
+def drift_features(columns: list[str]) -> tuple[list[str], list[str]]:
+    """(numerical, categorical) features to test, chosen from a survival table's columns."""
+    numeric = [
+        c
+        for c in columns
+        if (c.startswith("smart_") and c.endswith("_raw") and c not in TIME_DRIVEN)
+        or c == "capacity_bytes"
+    ]
+    return numeric, [c for c in columns if c == "vendor"]
 
 
 class DriftSettings(BaseSettings):
@@ -72,8 +104,11 @@ def check_drift(
     """Run Evidently's data-drift preset; returns the summary and the Evidently snapshot."""
     s = settings or DriftSettings()
     skipped: dict[str, str] = {}
-    usable_num, usable_cat = [], []
-    for col, bucket in [(c, usable_num) for c in numerical] + [(c, usable_cat) for c in categorical]:
+    usable_num: list[str] = []
+    usable_cat: list[str] = []
+    for col, bucket in [(c, usable_num) for c in numerical] + [
+        (c, usable_cat) for c in categorical
+    ]:
         if col not in reference or col not in current:
             skipped[col] = "missing from reference or current data"
         elif reference[col].notna().sum() < 2 or current[col].notna().sum() < 2:
@@ -88,10 +123,18 @@ def check_drift(
     for col in usable_cat:
         ref[col], cur[col] = ref[col].astype(str), cur[col].astype(str)
     definition = DataDefinition(numerical_columns=usable_num, categorical_columns=usable_cat)
-    report = Report([DataDriftPreset(
-        columns=cols, num_method=s.num_method, cat_method=s.cat_method,
-        num_threshold=s.num_threshold, cat_threshold=s.cat_threshold, drift_share=s.drift_share,
-    )])
+    report = Report(
+        [
+            DataDriftPreset(
+                columns=cols,
+                num_method=s.num_method,
+                cat_method=s.cat_method,
+                num_threshold=s.num_threshold,
+                cat_threshold=s.cat_threshold,
+                drift_share=s.drift_share,
+            )
+        ]
+    )
     snapshot = report.run(
         current_data=Dataset.from_pandas(cur, data_definition=definition),
         reference_data=Dataset.from_pandas(ref, data_definition=definition),
@@ -103,8 +146,9 @@ def _sample(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return (df.sample(n=n, random_state=seed) if len(df) > n else df).copy()
 
 
-def _summarise(result: dict[str, Any], s: DriftSettings, skipped: dict[str, str],
-               n_ref: int, n_cur: int) -> DriftSummary:
+def _summarise(
+    result: dict[str, Any], s: DriftSettings, skipped: dict[str, str], n_ref: int, n_cur: int
+) -> DriftSummary:
     columns: dict[str, ColumnDrift] = {}
     count = share = None
     for metric in result["metrics"]:
@@ -119,9 +163,17 @@ def _summarise(result: dict[str, Any], s: DriftSettings, skipped: dict[str, str]
         raise RuntimeError("Evidently returned no DriftedColumnsCount metric")
     if count != sum(c.drifted for c in columns.values()):
         raise RuntimeError("per-column drift verdicts disagree with Evidently's count")
-    return DriftSummary(drift=share >= s.drift_share, share=share, drifted_columns=count,
-                        tested_columns=len(columns), drift_share_threshold=s.drift_share,
-                        columns=columns, skipped=skipped, reference_rows=n_ref, current_rows=n_cur)
+    return DriftSummary(
+        drift=share >= s.drift_share,
+        share=share,
+        drifted_columns=count,
+        tested_columns=len(columns),
+        drift_share_threshold=s.drift_share,
+        columns=columns,
+        skipped=skipped,
+        reference_rows=n_ref,
+        current_rows=n_cur,
+    )
 
 
 def _finite(x: float) -> float:

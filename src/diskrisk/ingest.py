@@ -250,9 +250,11 @@ def collect(
             for d in days:
                 if keep is not None and not keep(d.day):
                     continue
+                res: DayResult | DataError
                 try:
-                    res: DayResult | DataError = upload_day(d, prefix=prefix, chunk_size=chunk_size)
-                    summary.days.append(res)
+                    uploaded = upload_day(d, prefix=prefix, chunk_size=chunk_size)
+                    summary.days.append(uploaded)
+                    res = uploaded
                 except DataError as err:
                     record_file_error(err, prefix)
                     summary.errors.append(err)

@@ -20,10 +20,14 @@ def post(text: str, url: str | None = None, timeout: float = 10.0) -> bool:
     url = url or os.environ.get("DISKRISK_ALERT_WEBHOOK")
     if not url:
         return False
-    req = urllib.request.Request(url, data=json.dumps({"text": text}).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+    req = urllib.request.Request(
+        url,
+        data=json.dumps({"text": text}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - operator's URL
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return 200 <= resp.status < 300
     except OSError as exc:  # a broken webhook must not hide the task's own failure
         log.warning("alert webhook failed: %s", exc)
@@ -33,7 +37,11 @@ def post(text: str, url: str | None = None, timeout: float = 10.0) -> bool:
 def task_failed(context: dict[str, Any]) -> None:
     """Airflow on_failure_callback."""
     ti = context.get("task_instance") or context.get("ti")
-    text = message(getattr(ti, "dag_id", "?"), getattr(ti, "task_id", "?"),
-                   str(context.get("run_id", "?")), context.get("exception"))
+    text = message(
+        getattr(ti, "dag_id", "?"),
+        getattr(ti, "task_id", "?"),
+        str(context.get("run_id", "?")),
+        context.get("exception"),
+    )
     log.error(text)
     post(text)

@@ -59,8 +59,10 @@ def collect(src: str, start: str | None = None, end: str | None = None) -> dict[
 def build_lake(collected: dict[str, Any], force: bool = False) -> dict[str, Any]:
     """Validate the collected days into the Parquet lake and its manifest."""
     manifest = lake.read_manifest(_prefix())
-    outcomes = [lake.ingest_day(date.fromisoformat(day), manifest, prefix=_prefix(), force=force)
-                for day in sorted(collected["days"])]
+    outcomes = [
+        lake.ingest_day(date.fromisoformat(day), manifest, prefix=_prefix(), force=force)
+        for day in sorted(collected["days"])
+    ]
     lake.write_manifest(manifest, _prefix())
     days = sorted(manifest.get("days", {}))
     return {
@@ -95,7 +97,7 @@ def drift(day: str | None = None) -> dict[str, Any]:
     import mlflow
 
     from diskrisk import s3
-    from diskrisk.drift import check_drift, write_report
+    from diskrisk.drift import check_drift, drift_features, write_report
     from diskrisk.registry import CHAMPION, alias_version
     from diskrisk.survival import snapshot_features
     from diskrisk.tracking import connect
@@ -109,9 +111,8 @@ def drift(day: str | None = None) -> dict[str, Any]:
     day = day or lake_days()[-1]
     reference = load_reference(version)
     current = snapshot_features(day, TrainSettings().lookback_days, prefix=_prefix())
-    numeric = [c for c in reference.columns
-               if c.startswith("smart_") or c in ("age_days", "capacity_bytes")]
-    summary, snapshot = check_drift(reference, current, numeric, ["vendor"])
+    numeric, categorical = drift_features(list(reference.columns))
+    summary, snapshot = check_drift(reference, current, numeric, categorical)
     out = write_report(summary, snapshot, Path(tempfile.mkdtemp(prefix="diskrisk-drift-")))
     bucket = cached(S3Settings).bucket
     keys = {}
@@ -121,15 +122,27 @@ def drift(day: str | None = None) -> dict[str, Any]:
         keys[kind] = f"s3://{bucket}/{key}"
     mlflow.set_experiment(f"{ms.experiment}-drift")
     with mlflow.start_run(run_name=f"drift-{day}") as run:
-        mlflow.set_tags({"data.day": day, "champion_version": str(version.version),
-                         "drift": str(summary.drift).lower()})
-        mlflow.log_metrics({"drift_share": summary.share, "drifted_columns": summary.drifted_columns})
+        mlflow.set_tags(
+            {
+                "data.day": day,
+                "champion_version": str(version.version),
+                "drift": str(summary.drift).lower(),
+            }
+        )
+        mlflow.log_metrics(
+            {"drift_share": summary.share, "drifted_columns": summary.drifted_columns}
+        )
         for path in out.values():
             mlflow.log_artifact(str(path))
-    return {"drift": summary.drift, "share": summary.share, "day": day,
-            "drifted": sorted(c for c, v in summary.columns.items() if v.drifted),
-            "champion_version": str(version.version), "report": keys["html"],
-            "mlflow_run_id": run.info.run_id}
+    return {
+        "drift": summary.drift,
+        "share": summary.share,
+        "day": day,
+        "drifted": sorted(c for c, v in summary.columns.items() if v.drifted),
+        "champion_version": str(version.version),
+        "report": keys["html"],
+        "mlflow_run_id": run.info.run_id,
+    }
 
 
 def has_work(lake_result: dict[str, Any], force: bool = False) -> bool:
@@ -173,10 +186,17 @@ def promote(challengers: list[dict[str, Any]], dataset_ref: str) -> dict[str, An
     from diskrisk.train import Challenger, DatasetRef
     from diskrisk.train import promote as choose
 
-    best, decision = choose([Challenger(**c) for c in challengers], DatasetRef.from_json(dataset_ref))
-    return {"version": best.version, "family": best.family, "promote": decision.promote,
-            "reason": decision.reason, "challenger_c": decision.challenger_c,
-            "champion_c": decision.champion_c}
+    best, decision = choose(
+        [Challenger(**c) for c in challengers], DatasetRef.from_json(dataset_ref)
+    )
+    return {
+        "version": best.version,
+        "family": best.family,
+        "promote": decision.promote,
+        "reason": decision.reason,
+        "challenger_c": decision.challenger_c,
+        "champion_c": decision.champion_c,
+    }
 
 
 # --- scoring ---------------------------------------------------------------------------------------
@@ -196,5 +216,9 @@ def score(day: str | None = None, force: bool = False) -> dict[str, Any]:
         return {"day": day, "skipped": True, **done}
     features = snapshot_features(day, TrainSettings().lookback_days, prefix=_prefix())
     written = sink.write(score_frame(features, version, model, day))
-    return {"day": day, "skipped": False, "model_version": str(version.version),
-            "rows": written[day]}
+    return {
+        "day": day,
+        "skipped": False,
+        "model_version": str(version.version),
+        "rows": written[day],
+    }

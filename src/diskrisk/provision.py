@@ -19,10 +19,21 @@ from diskrisk.config import MlflowAdminSettings, S3AdminSettings, load
 log = logging.getLogger(__name__)
 
 # What a pipeline identity may do inside its own bucket, and nothing elsewhere.
-_BUCKET_ACTIONS = ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketVersions",
-                   "s3:ListBucketMultipartUploads", "s3:GetBucketVersioning"]
-_OBJECT_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject",
-                   "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+_BUCKET_ACTIONS = [
+    "s3:GetBucketLocation",
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    "s3:ListBucketMultipartUploads",
+    "s3:GetBucketVersioning",
+]
+_OBJECT_ACTIONS = [
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+]
 
 
 def bucket_policy(bucket: str) -> dict[str, Any]:
@@ -30,7 +41,11 @@ def bucket_policy(bucket: str) -> dict[str, Any]:
         "Version": "2012-10-17",
         "Statement": [
             {"Effect": "Allow", "Action": _BUCKET_ACTIONS, "Resource": [f"arn:aws:s3:::{bucket}"]},
-            {"Effect": "Allow", "Action": _OBJECT_ACTIONS, "Resource": [f"arn:aws:s3:::{bucket}/*"]},
+            {
+                "Effect": "Allow",
+                "Action": _OBJECT_ACTIONS,
+                "Resource": [f"arn:aws:s3:::{bucket}/*"],
+            },
         ],
     }
 
@@ -44,23 +59,35 @@ def provision_s3(s: S3AdminSettings | None = None) -> dict[str, str]:
     s = s or load(S3AdminSettings)
     url = urlsplit(str(s.endpoint_url))
     root = (s.root_user.get_secret_value(), s.root_password.get_secret_value())
-    s3 = boto3.client("s3", endpoint_url=str(s.endpoint_url), region_name=s.region,
-                      aws_access_key_id=root[0], aws_secret_access_key=root[1],
-                      config=Config(s3={"addressing_style": "path"}))
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=str(s.endpoint_url),
+        region_name=s.region,
+        aws_access_key_id=root[0],
+        aws_secret_access_key=root[1],
+        config=Config(s3={"addressing_style": "path"}),
+    )
     done: dict[str, str] = {}
     for bucket in (s.bucket, s.mlflow_bucket):
         try:
             s3.create_bucket(Bucket=bucket)
             done[bucket] = "created"
         except ClientError as exc:
-            if exc.response["Error"]["Code"] not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+            if exc.response["Error"]["Code"] not in {
+                "BucketAlreadyOwnedByYou",
+                "BucketAlreadyExists",
+            }:
                 raise
             done[bucket] = "exists"
     # Replaced raw days keep their old bytes as object versions.
     s3.put_bucket_versioning(Bucket=s.bucket, VersioningConfiguration={"Status": "Enabled"})
 
-    admin = MinioAdmin(endpoint=url.netloc, credentials=StaticProvider(*root),
-                       secure=url.scheme == "https", region=s.region)
+    admin = MinioAdmin(
+        endpoint=url.netloc,
+        credentials=StaticProvider(*root),
+        secure=url.scheme == "https",
+        region=s.region,
+    )
     identities = [
         ("diskrisk-pipeline", s.bucket, s.pipeline_access_key, s.pipeline_secret_key),
         ("diskrisk-mlflow", s.mlflow_bucket, s.mlflow_access_key, s.mlflow_secret_key),

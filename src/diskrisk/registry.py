@@ -42,19 +42,26 @@ class Decision:
             "promotion.decision": "promoted" if self.promote else "refused",
             "promotion.reason": self.reason,
             "promotion.challenger_c_index": f"{self.challenger_c:.6f}",
-            "promotion.champion_c_index": "" if self.champion_c is None else f"{self.champion_c:.6f}",
+            "promotion.champion_c_index": ""
+            if self.champion_c is None
+            else f"{self.champion_c:.6f}",
             "promotion.holdout_events": str(self.holdout_events),
         }
 
 
-def decide(challenger_c: float, champion_c: float | None, holdout_events: int,
-           rule: PromotionSettings | None = None) -> Decision:
+def decide(
+    challenger_c: float,
+    champion_c: float | None,
+    holdout_events: int,
+    rule: PromotionSettings | None = None,
+) -> Decision:
     """Promote when the challenger beats the champion on the *same* holdout by ``min_gain``.
 
     With no champion yet, any valid challenger is promoted. A holdout with fewer than
     ``min_events`` failures, or a C-index that is not a number, never promotes.
     """
     r = rule or PromotionSettings()
+
     def no(reason: str) -> Decision:
         return Decision(False, reason, challenger_c, champion_c, holdout_events)
 
@@ -68,8 +75,13 @@ def decide(challenger_c: float, champion_c: float | None, holdout_events: int,
         return no("champion could not be re-scored on the challenger's holdout")
     gain = challenger_c - champion_c
     if gain >= r.min_gain:
-        return Decision(True, f"C-index gain {gain:+.4f} >= {r.min_gain}", challenger_c,
-                        champion_c, holdout_events)
+        return Decision(
+            True,
+            f"C-index gain {gain:+.4f} >= {r.min_gain}",
+            challenger_c,
+            champion_c,
+            holdout_events,
+        )
     return no(f"C-index gain {gain:+.4f} < {r.min_gain}")
 
 
@@ -106,8 +118,13 @@ def apply(client: MlflowClient, name: str, version: str, decision: Decision) -> 
         client.set_registered_model_alias(name, CHAMPION, version)
 
 
-def champion_c_index(client: MlflowClient, name: str, holdout: pd.DataFrame,
-                     duration: str = "duration_days", event: str = "event") -> tuple[str, float] | None:
+def champion_c_index(
+    client: MlflowClient,
+    name: str,
+    holdout: pd.DataFrame,
+    duration: str = "duration_days",
+    event: str = "event",
+) -> tuple[str, float] | None:
     """Re-score the current champion on a challenger's holdout: Harrell's C of its risk column."""
     import mlflow
     from sksurv.metrics import concordance_index_censored
@@ -119,6 +136,7 @@ def champion_c_index(client: MlflowClient, name: str, holdout: pd.DataFrame,
     # Errors propagate: an evaluation that fails never promotes anything.
     model = mlflow.pyfunc.load_model(f"models:/{name}/{current.version}")
     risk = np.asarray(model.predict(holdout)["risk"], dtype=float)
-    c = concordance_index_censored(holdout[event].astype(bool).to_numpy(),
-                                   holdout[duration].to_numpy(dtype=float), risk)[0]
+    c = concordance_index_censored(
+        holdout[event].astype(bool).to_numpy(), holdout[duration].to_numpy(dtype=float), risk
+    )[0]
     return current.version, float(c)

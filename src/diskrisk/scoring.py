@@ -22,8 +22,19 @@ class ScoringError(RuntimeError):
     pass
 
 
-SCORE_COLUMNS = ["serial_number", "model", "risk", "p_fail_30d", "p_fail_90d", "rank_pct",
-                 "model_name", "model_version", "run_id", "data_date", "scored_at"]
+SCORE_COLUMNS = [
+    "serial_number",
+    "model",
+    "risk",
+    "p_fail_30d",
+    "p_fail_90d",
+    "rank_pct",
+    "model_name",
+    "model_version",
+    "run_id",
+    "data_date",
+    "scored_at",
+]
 
 
 def champion() -> tuple[Any, Any]:
@@ -36,19 +47,22 @@ def champion() -> tuple[Any, Any]:
     return version, mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
 
 
-def score_frame(features: pd.DataFrame, version: Any, model: Any, day: date | str,
-                scored_at: str | None = None) -> pd.DataFrame:
+def score_frame(
+    features: pd.DataFrame, version: Any, model: Any, day: date | str, scored_at: str | None = None
+) -> pd.DataFrame:
     """Predict and shape one row per drive (pure apart from the model call)."""
     if features.empty:
         raise ScoringError(f"no drive was observed on {day}: nothing to score")
     pred = model.predict(features)
-    out = pd.DataFrame({
-        "serial_number": features["serial_number"].astype(str).to_numpy(),
-        "model": features["model"].astype(str).to_numpy(),
-        "risk": pred["risk"].to_numpy(dtype=float),
-        "p_fail_30d": pred["p_fail_30d"].to_numpy(dtype=float),
-        "p_fail_90d": pred["p_fail_90d"].to_numpy(dtype=float),
-    })
+    out = pd.DataFrame(
+        {
+            "serial_number": features["serial_number"].astype(str).to_numpy(),
+            "model": features["model"].astype(str).to_numpy(),
+            "risk": pred["risk"].to_numpy(dtype=float),
+            "p_fail_30d": pred["p_fail_30d"].to_numpy(dtype=float),
+            "p_fail_90d": pred["p_fail_90d"].to_numpy(dtype=float),
+        }
+    )
     out["rank_pct"] = out["risk"].rank(pct=True, method="max") * 100.0
     out["model_name"] = version.name
     out["model_version"] = str(version.version)

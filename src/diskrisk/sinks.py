@@ -638,5 +638,3 @@ def _wait_enabled(conn: happybase.Connection, table: str, timeout_s: float = 60.
         if time.monotonic() > deadline:
             raise SinkError(f"table {table} exists but is not enabled after {timeout_s:.0f}s")
         time.sleep(0.5)
-
-

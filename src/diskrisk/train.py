@@ -88,8 +88,9 @@ class Challenger:
 
 
 # --- dataset ---------------------------------------------------------------------------------------
-def prepare_dataset(cutoff: date | str | None = None, prefix: str = "",
-                    settings: TrainSettings | None = None) -> DatasetRef:
+def prepare_dataset(
+    cutoff: date | str | None = None, prefix: str = "", settings: TrainSettings | None = None
+) -> DatasetRef:
     """Survival dataset at ``cutoff`` (default: the lake's newest day minus the look-back's
     half, so there is follow-up), split by drive, written to S3 under a content-derived key."""
     t = settings or TrainSettings()
@@ -101,13 +102,24 @@ def prepare_dataset(cutoff: date | str | None = None, prefix: str = "",
     df = survival_dataset(cut, t.lookback_days, prefix=prefix)
     train, holdout = split(df, t.holdout_fraction, t.seed, by="drive")
     used = {d: manifest[d].get("parquet_sha256", "") for d in days}
-    ident = hashlib.sha256(json.dumps([cut, t.lookback_days, t.holdout_fraction, t.seed, used],
-                                      sort_keys=True).encode()).hexdigest()[:16]
+    ident = hashlib.sha256(
+        json.dumps(
+            [cut, t.lookback_days, t.holdout_fraction, t.seed, used], sort_keys=True
+        ).encode()
+    ).hexdigest()[:16]
     base = f"{prefix}datasets/{cut}-{ident}"
     for name, table in (("train", train), ("holdout", holdout)):
         _put_parquet(f"{base}/{name}.parquet", table)
-    return DatasetRef(cut, t.lookback_days, f"{base}/train.parquet", f"{base}/holdout.parquet",
-                      used, len(df), int(df["event"].sum()), int(holdout["event"].sum()))
+    return DatasetRef(
+        cut,
+        t.lookback_days,
+        f"{base}/train.parquet",
+        f"{base}/holdout.parquet",
+        used,
+        len(df),
+        int(df["event"].sum()),
+        int(holdout["event"].sum()),
+    )
 
 
 def _default_cutoff(days: list[str]) -> str:
@@ -127,8 +139,12 @@ def read_parquet(key: str) -> pd.DataFrame:
 
 
 # --- one challenger --------------------------------------------------------------------------------
-def train_challenger(family: str, ref: DatasetRef, params: dict[str, Any] | None = None,
-                     settings: TrainSettings | None = None) -> Challenger:
+def train_challenger(
+    family: str,
+    ref: DatasetRef,
+    params: dict[str, Any] | None = None,
+    settings: TrainSettings | None = None,
+) -> Challenger:
     """Fit, evaluate on the holdout, log everything to MLflow, register as challenger."""
     t = settings or TrainSettings()
     train, holdout = read_parquet(ref.train_key), read_parquet(ref.holdout_key)
@@ -136,8 +152,9 @@ def train_challenger(family: str, ref: DatasetRef, params: dict[str, Any] | None
     return _track(model, train, holdout, ref, t, parent=None)
 
 
-def fine_tune(ref: DatasetRef, extra_estimators: int = 50,
-              settings: TrainSettings | None = None) -> Challenger:
+def fine_tune(
+    ref: DatasetRef, extra_estimators: int = 50, settings: TrainSettings | None = None
+) -> Challenger:
     """Continue the champion on a newer window (trees add stages; others refit): a challenger."""
     t = settings or TrainSettings()
     version, pyfunc_model = _champion_pyfunc()
@@ -156,44 +173,74 @@ def _champion_pyfunc() -> tuple[Any, Any]:
     return version, mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
 
 
-def _track(model: Any, train: pd.DataFrame, holdout: pd.DataFrame, ref: DatasetRef,
-           t: TrainSettings, parent: str | None) -> Challenger:
+def _track(
+    model: Any,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    ref: DatasetRef,
+    t: TrainSettings,
+    parent: str | None,
+) -> Challenger:
     ev = evaluate(model, train, holdout, n_bootstrap=t.n_bootstrap, seed=t.seed)
     client = connect()
     ms = cached(MlflowSettings)
     mlflow.set_experiment(ms.experiment)
     bucket = cached(S3Settings).bucket
     with mlflow.start_run(run_name=f"{model.family}-{ref.cutoff}") as run:
-        mlflow.set_tags({
-            "family": model.family, "git_revision": git_revision(), "data.cutoff": ref.cutoff,
-            "data.lookback_days": str(ref.lookback_days),
-            "data.first_day": min(ref.lake_days), "data.last_day": max(ref.lake_days),
-            "data.train_uri": f"s3://{bucket}/{ref.train_key}",
-            "data.holdout_uri": f"s3://{bucket}/{ref.holdout_key}",
-            **({"fine_tuned_from_version": parent} if parent else {}),
-        })
+        mlflow.set_tags(
+            {
+                "family": model.family,
+                "git_revision": git_revision(),
+                "data.cutoff": ref.cutoff,
+                "data.lookback_days": str(ref.lookback_days),
+                "data.first_day": min(ref.lake_days),
+                "data.last_day": max(ref.lake_days),
+                "data.train_uri": f"s3://{bucket}/{ref.train_key}",
+                "data.holdout_uri": f"s3://{bucket}/{ref.holdout_key}",
+                **({"fine_tuned_from_version": parent} if parent else {}),
+            }
+        )
         mlflow.log_params({k: _short(v) for k, v in model.params.items()})
         mlflow.log_metrics({k: float(v) for k, v in ev.metrics.items() if np.isfinite(v)})
         mlflow.log_dict({"lake_days": ref.lake_days, "notes": ev.notes}, "lineage.json")
-        mlflow.log_input(mlflow.data.from_pandas(train, source=f"s3://{bucket}/{ref.train_key}",
-                                                 name=f"train-{ref.cutoff}"), context="training")
-        mlflow.log_input(mlflow.data.from_pandas(holdout, source=f"s3://{bucket}/{ref.holdout_key}",
-                                                 name=f"holdout-{ref.cutoff}"), context="holdout")
+        mlflow.log_input(
+            mlflow.data.from_pandas(  # type: ignore[attr-defined]
+                train, source=f"s3://{bucket}/{ref.train_key}", name=f"train-{ref.cutoff}"
+            ),
+            context="training",
+        )
+        mlflow.log_input(
+            mlflow.data.from_pandas(  # type: ignore[attr-defined]
+                holdout, source=f"s3://{bucket}/{ref.holdout_key}", name=f"holdout-{ref.cutoff}"
+            ),
+            context="holdout",
+        )
         figures = {**ev.figures, "km_by_vendor": plot_km_by_vendor(train)}
         for name, fig in figures.items():
             mlflow.log_figure(fig, f"plots/{name}.png")
         info = mlflow.pyfunc.log_model(name="model", **pyfunc_kwargs(model, train))
     harrell = float(ev.metrics.get("harrell_c", float("nan")))
-    version = register(client, ms.model_name, info.model_uri, tags={
-        "family": model.family, "data.cutoff": ref.cutoff,
-        "data.window": f"{min(ref.lake_days)}..{max(ref.lake_days)}",
-        "metrics.harrell_c": f"{harrell:.4f}",
-        "metrics.uno_c": f"{ev.metrics.get('uno_c', float('nan')):.4f}",
-        "metrics.ibs": f"{ev.metrics.get('ibs', float('nan')):.4f}",
-    })
+    version = register(
+        client,
+        ms.model_name,
+        info.model_uri,
+        tags={
+            "family": model.family,
+            "data.cutoff": ref.cutoff,
+            "data.window": f"{min(ref.lake_days)}..{max(ref.lake_days)}",
+            "metrics.harrell_c": f"{harrell:.4f}",
+            "metrics.uno_c": f"{ev.metrics.get('uno_c', float('nan')):.4f}",
+            "metrics.ibs": f"{ev.metrics.get('ibs', float('nan')):.4f}",
+        },
+    )
     log.info("%s: Harrell C %.4f, version %s", model.family, harrell, version.version)
-    return Challenger(model.family, run.info.run_id, str(version.version), harrell,
-                      {k: float(v) for k, v in ev.metrics.items()})
+    return Challenger(
+        model.family,
+        run.info.run_id,
+        str(version.version),
+        harrell,
+        {k: float(v) for k, v in ev.metrics.items()},
+    )
 
 
 def _short(v: Any) -> str:
@@ -204,15 +251,22 @@ def git_revision() -> str:
     if os.environ.get("DISKRISK_GIT_REVISION"):
         return os.environ["DISKRISK_GIT_REVISION"]
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True, timeout=5).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=True,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
 # --- promotion ---------------------------------------------------------------------------------------
-def promote(challengers: list[Challenger], ref: DatasetRef,
-            rule: PromotionSettings | None = None) -> tuple[Challenger, Decision]:
+def promote(
+    challengers: list[Challenger], ref: DatasetRef, rule: PromotionSettings | None = None
+) -> tuple[Challenger, Decision]:
     """The best challenger against the champion, both scored on the challenger's holdout."""
     valid = [c for c in challengers if np.isfinite(c.harrell_c)]
     if not valid:
@@ -223,11 +277,13 @@ def promote(challengers: list[Challenger], ref: DatasetRef,
     holdout = read_parquet(ref.holdout_key)
     current = champion_c_index(client, name, holdout)
     if current is not None and current[0] == best.version:
-        decision = Decision(False, "already champion", best.harrell_c, current[1],
-                            int(holdout["event"].sum()))
+        decision = Decision(
+            False, "already champion", best.harrell_c, current[1], int(holdout["event"].sum())
+        )
     else:
-        decision = decide(best.harrell_c, current[1] if current else None,
-                          int(holdout["event"].sum()), rule)
+        decision = decide(
+            best.harrell_c, current[1] if current else None, int(holdout["event"].sum()), rule
+        )
     apply(client, name, best.version, decision)
     return best, decision
 
@@ -238,8 +294,6 @@ def load_reference(version: Any) -> pd.DataFrame:
     uri = run.data.tags["data.train_uri"]
     key = uri.split("/", 3)[3]
     return read_parquet(key)
-
-
 
 
 # --- operator commands -------------------------------------------------------------------------------
@@ -259,11 +313,17 @@ def evaluate_alias(alias: str, ref: DatasetRef) -> dict[str, Any]:
     holdout = read_parquet(ref.holdout_key)
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
     risk = np.asarray(model.predict(holdout)["risk"], dtype=float)
-    c = concordance_index_censored(holdout["event"].to_numpy(bool),
-                                   holdout["duration_days"].to_numpy(float), risk)[0]
-    return {"alias": alias, "version": version.version, "cutoff": ref.cutoff,
-            "holdout_rows": len(holdout), "holdout_events": int(holdout["event"].sum()),
-            "harrell_c": float(c)}
+    c = concordance_index_censored(
+        holdout["event"].to_numpy(bool), holdout["duration_days"].to_numpy(float), risk
+    )[0]
+    return {
+        "alias": alias,
+        "version": version.version,
+        "cutoff": ref.cutoff,
+        "holdout_rows": len(holdout),
+        "holdout_events": int(holdout["event"].sum()),
+        "harrell_c": float(c),
+    }
 
 
 def promote_challenger(rule: PromotionSettings | None = None) -> dict[str, Any]:
@@ -293,14 +353,18 @@ def list_versions() -> list[dict[str, Any]]:
     for alias, ver in client.get_registered_model(name).aliases.items():
         aliases.setdefault(str(ver), []).append(alias)
     for v in client.search_model_versions(f"name='{name}'"):
-        rows.append({
-            "version": int(v.version), "aliases": ",".join(sorted(aliases.get(str(v.version), []))),
-            "family": v.tags.get("family", ""),
-            "harrell_c": float(v.tags.get("metrics.harrell_c", "nan")),
-            "decision": v.tags.get("promotion.decision", ""),
-            "reason": v.tags.get("promotion.reason", ""),
-            "window": v.tags.get("data.window", ""), "run_id": v.run_id,
-        })
+        rows.append(
+            {
+                "version": int(v.version),
+                "aliases": ",".join(sorted(aliases.get(str(v.version), []))),
+                "family": v.tags.get("family", ""),
+                "harrell_c": float(v.tags.get("metrics.harrell_c", "nan")),
+                "decision": v.tags.get("promotion.decision", ""),
+                "reason": v.tags.get("promotion.reason", ""),
+                "window": v.tags.get("data.window", ""),
+                "run_id": v.run_id,
+            }
+        )
     return sorted(rows, key=lambda r: r["version"])
 
 
@@ -316,15 +380,19 @@ def export_champion(out: Path) -> Path:
         raise RuntimeError("no champion to export")
     work = Path(tempfile.mkdtemp(prefix="diskrisk-export-"))
     try:
-        model_dir = Path(mlflow.artifacts.download_artifacts(
-            f"models:/{name}/{version.version}", dst_path=str(work / "model")))
+        model_dir = Path(
+            mlflow.artifacts.download_artifacts(
+                f"models:/{name}/{version.version}", dst_path=str(work / "model")
+            )
+        )
         (model_dir / "README.md").write_text(
             f"# {name} version {version.version}\n\n"
             f"Family: {version.tags.get('family')}; data window {version.tags.get('data.window')};"
             f" Harrell C {version.tags.get('metrics.harrell_c')}; MLflow run {version.run_id}.\n\n"
             "Load it with `mlflow.pyfunc.load_model('<unzipped folder>')` after\n"
             "`pip install -r requirements.txt`; `predict(df)` takes the survival-dataset covariates\n"
-            "and returns `risk`, `p_fail_30d`, `p_fail_90d`.\n")
+            "and returns `risk`, `p_fail_30d`, `p_fail_90d`.\n"
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
             for p in sorted(model_dir.rglob("*")):
@@ -350,9 +418,16 @@ def retrain_rounds(start: str, end: str, rounds: int, out: Path) -> dict[str, An
         except RuntimeError:  # no champion yet: the first round trains one from scratch
             challenger = train_challenger(TrainSettings().families[0], ref)
         _, decision = promote([challenger], ref)
-        report.append({"round": i, "cutoff": cutoff, "version": challenger.version,
-                       "harrell_c": challenger.harrell_c, "promoted": decision.promote,
-                       "reason": decision.reason})
+        report.append(
+            {
+                "round": i,
+                "cutoff": cutoff,
+                "version": challenger.version,
+                "harrell_c": challenger.harrell_c,
+                "promoted": decision.promote,
+                "reason": decision.reason,
+            }
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / "retrain_report.json").write_text(json.dumps(report, indent=2))
     export_champion(out / "champion.zip")
@@ -361,10 +436,15 @@ def retrain_rounds(start: str, end: str, rounds: int, out: Path) -> dict[str, An
 
 def latest_drift() -> str:
     """One line on the newest drift check (from the drift experiment)."""
-    runs = mlflow.search_runs(experiment_names=[f"{cached(MlflowSettings).experiment}-drift"],
-                              order_by=["start_time DESC"], max_results=1)
+    runs = mlflow.search_runs(
+        experiment_names=[f"{cached(MlflowSettings).experiment}-drift"],
+        order_by=["start_time DESC"],
+        max_results=1,
+    )
     if runs.empty:
         return "not checked yet (the first run trains the first champion)"
     row = runs.iloc[0]
-    return (f"{row['tags.drift']} on {row['tags.data.day']} "
-            f"(drifted share {row['metrics.drift_share']:.2f})")
+    return (
+        f"{row['tags.drift']} on {row['tags.data.day']} "
+        f"(drifted share {row['metrics.drift_share']:.2f})"
+    )
