@@ -227,3 +227,15 @@ def test_default_sizes_train_fast_on_15k_rows():
         start = time.perf_counter()
         make_model(family).fit(big)
         assert time.perf_counter() - start < 60, family
+
+
+def test_degenerate_fit_is_refused(monkeypatch):
+    """A covariate model ranking its own training drives worse than chance is not a model."""
+    from diskrisk.models import CoxPHModel
+
+    df = make_frame(2000, seed=5)
+    assert make_model("coxph").fit(df).n_train_ == 2000  # the honest fit passes the check
+    original = CoxPHModel.predict_risk
+    monkeypatch.setattr(CoxPHModel, "predict_risk", lambda self, frame: -original(self, frame))
+    with pytest.raises(ModelError, match="degenerate fit"):
+        make_model("coxph").fit(df)

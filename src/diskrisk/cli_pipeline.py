@@ -4,6 +4,7 @@ risk, top, retrain, report. Each is a thin shell over ``diskrisk.pipeline`` / ``
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -11,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer()
-console = Console()
+# Piped output (CI logs, `make demo | tee`) would otherwise be cut at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def _table(title: str, rows: list[dict], columns: list[str] | None = None) -> Table:

@@ -93,12 +93,12 @@ class _Params(BaseModel):
 
 
 class CoxPHParams(_Params):
-    penalizer: float = Field(0.05, ge=0)
+    penalizer: float = Field(0.1, ge=0)
     l1_ratio: float = Field(0.0, ge=0, le=1)
 
 
 class WeibullAFTParams(_Params):
-    penalizer: float = Field(0.05, ge=0)
+    penalizer: float = Field(0.1, ge=0)
     l1_ratio: float = Field(0.0, ge=0, le=1)
 
 
@@ -341,7 +341,19 @@ class RiskModel(ABC):
         self._fit(X, time, event, df)
         self.train_max_time_ = float(time.max())
         self.n_train_, self.n_train_events_ = len(df), int(event.sum())
+        if self.uses_covariates:
+            self._check_fit(df, time, event)
         return self
+
+    def _check_fit(self, df: pd.DataFrame, time: np.ndarray, event: np.ndarray) -> None:
+        """A covariate model that ranks its own training drives worse than chance did not fit
+        (seen: Newton-Raphson settling on a degenerate optimum with collinear deltas); refuse it
+        rather than let it reach evaluation looking like a model."""
+        from sksurv.metrics import concordance_index_censored
+
+        c = concordance_index_censored(event.astype(bool), time, self.predict_risk(df))[0]
+        if not c >= 0.5:
+            raise ModelError(f"{self.family}: degenerate fit, training Harrell C {c:.3f} < 0.5")
 
     def predict_risk(self, df: pd.DataFrame) -> np.ndarray:
         """Ranking score per row, higher = riskier."""

@@ -175,11 +175,19 @@ def dataset(cutoff: str | None = None) -> str:
 
 
 def train(family: str, dataset_ref: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One challenger. A family whose fit or evaluation fails is reported, not raised, so the
+    other challengers still compete; promotion ignores it."""
     from dataclasses import asdict
 
+    from diskrisk.evaluate import EvaluationError
+    from diskrisk.models import ModelError
     from diskrisk.train import DatasetRef, train_challenger
 
-    return asdict(train_challenger(family, DatasetRef.from_json(dataset_ref), params))
+    try:
+        return asdict(train_challenger(family, DatasetRef.from_json(dataset_ref), params))
+    except (ModelError, EvaluationError) as exc:
+        log.error("challenger %s failed: %s", family, exc)
+        return {"family": family, "error": str(exc)}
 
 
 def promote(challengers: list[dict[str, Any]], dataset_ref: str) -> dict[str, Any]:
@@ -187,7 +195,8 @@ def promote(challengers: list[dict[str, Any]], dataset_ref: str) -> dict[str, An
     from diskrisk.train import promote as choose
 
     best, decision = choose(
-        [Challenger(**c) for c in challengers], DatasetRef.from_json(dataset_ref)
+        [Challenger(**c) for c in challengers if "error" not in c],
+        DatasetRef.from_json(dataset_ref),
     )
     return {
         "version": best.version,

@@ -557,24 +557,43 @@ class HBaseSink:
             ]
         return _frame(rows)
 
-    def top(self, k: int) -> pd.DataFrame:
-        """The ``k`` riskiest drives of the latest table, riskiest first (ties by serial).
+    def top(self, k: int, day: str | dt.date | None = None) -> pd.DataFrame:
+        """The ``k`` riskiest drives, riskiest first (ties by serial), among the drives scored
+        on ``day`` (default: the newest completed day, i.e. "now"; ``"all"``: every drive's
+        latest score, including drives that have since failed or left the fleet).
 
-        A full scan of the one-cell ``s:risk`` column: ~300k small cells take a few seconds,
-        which is fine for a daily report; a secondary index would be needed for an
-        interactive query at larger fleets.
+        A full scan of the one-cell ``s:risk`` column, filtered on the cell timestamp (which is
+        the score's data date): ~300k small cells take a few seconds, fine for a daily report;
+        a secondary index would be needed for interactive queries at larger fleets.
         """
         if k <= 0:
             return _frame([])
+        if day is None:
+            day = self.newest_completed()
+        wanted = None if day in (None, "all") else date_ts_ms(iso_date(day))  # type: ignore[arg-type]
         keys: list[bytes] = []
         rows: dict[bytes, dict[bytes, bytes]] = {}
         with self.connection() as conn, _absent_is_empty():
             table = conn.table(LATEST)
-            scan = table.scan(columns=[C_RISK], batch_size=10_000)
-            best = heapq.nsmallest(k, ((-float(c[C_RISK]), key) for key, c in scan))
+            scan = table.scan(columns=[C_RISK], batch_size=10_000, include_timestamp=True)
+            best = heapq.nsmallest(
+                k,
+                (
+                    (-float(c[C_RISK][0]), key)
+                    for key, c in scan
+                    if wanted is None or c[C_RISK][1] == wanted
+                ),
+            )
             keys = [key for _, key in best]
             rows = dict(table.rows(keys)) if keys else {}
         return _frame([decode_latest(key, rows[key]) for key in keys if key in rows])
+
+    def newest_completed(self) -> str | None:
+        """The newest day whose scores were all written (from the completion markers)."""
+        with self.connection() as conn, _absent_is_empty():
+            days = [key.decode() for key, _ in conn.table(RUNS).scan(filter=b"KeyOnlyFilter()")]
+            return max(days) if days else None
+        return None
 
     def completed(self, date: str | dt.date) -> dict[str, Any] | None:
         """The completion marker of a day, or None when no write of it has finished."""
