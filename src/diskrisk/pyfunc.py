@@ -71,6 +71,13 @@ class RiskPyfunc(PythonModel):
 def model_input(df: pd.DataFrame, model: RiskModel) -> pd.DataFrame:
     """The columns ``model`` reads, with the dtypes its signature declares."""
     out = prepare_input(df, model.input_columns_)
+    return with_long_columns(out)
+
+
+def with_long_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Integer columns as the signature declares them (a missing capacity becomes -1), so a
+    NaN capacity in one row cannot make MLflow refuse a whole day's input."""
+    out = df.copy()
     for c in LONG_COLUMNS:
         if c in out:
             out[c] = out[c].fillna(-1).round().astype("int64")

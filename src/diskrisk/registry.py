@@ -129,13 +129,15 @@ def champion_c_index(
     import mlflow
     from sksurv.metrics import concordance_index_censored
 
+    from diskrisk.pyfunc import with_long_columns
+
     current = alias_version(client, name, CHAMPION)
     if current is None:
         return None
     # Pinned to the version read above, so a concurrent promotion cannot swap models mid-way.
     # Errors propagate: an evaluation that fails never promotes anything.
     model = mlflow.pyfunc.load_model(f"models:/{name}/{current.version}")
-    risk = np.asarray(model.predict(holdout)["risk"], dtype=float)
+    risk = np.asarray(model.predict(with_long_columns(holdout))["risk"], dtype=float)
     c = concordance_index_censored(
         holdout[event].astype(bool).to_numpy(), holdout[duration].to_numpy(dtype=float), risk
     )[0]

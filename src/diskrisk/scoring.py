@@ -13,28 +13,15 @@ import mlflow
 import pandas as pd
 
 from diskrisk.config import MlflowSettings, cached
+from diskrisk.pyfunc import with_long_columns
 from diskrisk.registry import CHAMPION, alias_version
+from diskrisk.sinks import COLUMNS as SCORE_COLUMNS  # the sink's input is scoring's output
 from diskrisk.survival import snapshot_features
 from diskrisk.tracking import connect
 
 
 class ScoringError(RuntimeError):
     pass
-
-
-SCORE_COLUMNS = [
-    "serial_number",
-    "model",
-    "risk",
-    "p_fail_30d",
-    "p_fail_90d",
-    "rank_pct",
-    "model_name",
-    "model_version",
-    "run_id",
-    "data_date",
-    "scored_at",
-]
 
 
 def champion() -> tuple[Any, Any]:
@@ -53,7 +40,7 @@ def score_frame(
     """Predict and shape one row per drive (pure apart from the model call)."""
     if features.empty:
         raise ScoringError(f"no drive was observed on {day}: nothing to score")
-    pred = model.predict(features)
+    pred = model.predict(with_long_columns(features))
     out = pd.DataFrame(
         {
             "serial_number": features["serial_number"].astype(str).to_numpy(),
@@ -69,7 +56,7 @@ def score_frame(
     out["run_id"] = version.run_id
     out["data_date"] = str(pd.Timestamp(day).date())
     out["scored_at"] = scored_at or datetime.now(UTC).isoformat(timespec="seconds")
-    return out[SCORE_COLUMNS]
+    return out[list(SCORE_COLUMNS)]
 
 
 def score_day(day: date | str, lookback: int = 30, prefix: str = "") -> pd.DataFrame:

@@ -29,7 +29,7 @@ from diskrisk import lake, s3
 from diskrisk.config import MlflowSettings, S3Settings, cached
 from diskrisk.evaluate import evaluate, plot_km_by_vendor
 from diskrisk.models import make_model, warm_start
-from diskrisk.pyfunc import pyfunc_kwargs
+from diskrisk.pyfunc import pyfunc_kwargs, with_long_columns
 from diskrisk.registry import (
     CHAMPION,
     Decision,
@@ -312,7 +312,7 @@ def evaluate_alias(alias: str, ref: DatasetRef) -> dict[str, Any]:
         raise RuntimeError(f"no version has the alias {alias!r}")
     holdout = read_parquet(ref.holdout_key)
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
-    risk = np.asarray(model.predict(holdout)["risk"], dtype=float)
+    risk = np.asarray(model.predict(with_long_columns(holdout))["risk"], dtype=float)
     c = concordance_index_censored(
         holdout["event"].to_numpy(bool), holdout["duration_days"].to_numpy(float), risk
     )[0]

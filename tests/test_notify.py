@@ -1,0 +1,54 @@
+"""Failure notifications reach a webhook (a real HTTP server on loopback) and never raise."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from types import SimpleNamespace
+from typing import ClassVar
+
+from diskrisk.notify import post, task_failed
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def _server():
+    srv = HTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}/hook"
+
+
+def test_task_failure_is_posted(monkeypatch):
+    srv, url = _server()
+    monkeypatch.setenv("DISKRISK_ALERT_WEBHOOK", url)
+    _Hook.received.clear()
+    ti = SimpleNamespace(dag_id="diskrisk_pipeline", task_id="score")
+    task_failed({"task_instance": ti, "run_id": "manual__1", "exception": RuntimeError("boom")})
+    srv.shutdown()
+    assert _Hook.received == [
+        {"text": "diskrisk: task diskrisk_pipeline.score failed in run manual__1: boom"}
+    ]
+
+
+def test_no_webhook_configured_is_a_no_op(monkeypatch):
+    monkeypatch.delenv("DISKRISK_ALERT_WEBHOOK", raising=False)
+    assert post("hello") is False
+
+
+def test_unreachable_webhook_does_not_raise():
+    srv, url = _server()
+    srv.shutdown()
+    srv.server_close()
+    assert post("hello", url, timeout=2) is False
