@@ -25,7 +25,7 @@ logs:
 	scripts/stack logs
 
 test: check up        ## README's test command: install, lint, start the stack, run every test
-	$(VENV)/pytest $(PYTEST_ARGS)
+	DISKRISK_REQUIRE_INTEGRATION=1 $(VENV)/pytest $(PYTEST_ARGS)
 
 check: lint typecheck actionlint  ## static checks: ruff, ruff format, mypy, actionlint
 

@@ -18,6 +18,8 @@ REAL = Path(__file__).resolve().parents[1] / os.environ.get(
 def test_2013_header_matches_real_files():
     files = sorted(REAL.glob("*.csv")) if REAL.is_dir() else []
     if not files:
+        if os.environ.get("DISKRISK_REQUIRE_INTEGRATION"):
+            pytest.fail(f"real 2013 sample not found in {REAL} (BACKBLAZE_TEST_DATA)")
         pytest.skip("real 2013 sample not available")
     with files[0].open() as f:
         real = f.readline().strip().split(",")
