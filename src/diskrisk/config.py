@@ -89,6 +89,12 @@ class PostgresSettings(_Base):
     password: SecretStr = Field(alias="POSTGRES_PASSWORD", min_length=8)
 
 
+def lake_prefix() -> str:
+    """Key prefix inside the bucket (DISKRISK_LAKE_PREFIX, default none): lets trials and tests
+    run beside production data in one bucket."""
+    return os.environ.get("DISKRISK_LAKE_PREFIX", "")
+
+
 def env_file() -> Path:
     return Path(os.environ.get("DISKRISK_ENV_FILE", ".env"))
 

@@ -17,15 +17,9 @@ from typing import Any
 import pandas as pd
 
 from diskrisk import lake
-from diskrisk.config import ConfigError, MlflowSettings, S3Settings, cached
+from diskrisk.config import ConfigError, MlflowSettings, S3Settings, cached, lake_prefix
 
 log = logging.getLogger(__name__)
-
-
-def _prefix() -> str:
-    """Key prefix inside the bucket (DISKRISK_LAKE_PREFIX): lets tests and trials run side by
-    side with production data in one bucket."""
-    return os.environ.get("DISKRISK_LAKE_PREFIX", "")
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -52,18 +46,18 @@ def collect(src: str, start: str | None = None, end: str | None = None) -> dict[
     from diskrisk.ingest import collect as collect_days
 
     keep = _between(start, end) if (start or end) else None
-    summary = collect_days(src, prefix=_prefix(), keep=keep)
+    summary = collect_days(src, prefix=lake_prefix(), keep=keep)
     return summary.as_dict()
 
 
 def build_lake(collected: dict[str, Any], force: bool = False) -> dict[str, Any]:
     """Validate the collected days into the Parquet lake and its manifest."""
-    manifest = lake.read_manifest(_prefix())
+    manifest = lake.read_manifest(lake_prefix())
     outcomes = [
-        lake.ingest_day(date.fromisoformat(day), manifest, prefix=_prefix(), force=force)
+        lake.ingest_day(date.fromisoformat(day), manifest, prefix=lake_prefix(), force=force)
         for day in sorted(collected["days"])
     ]
-    lake.write_manifest(manifest, _prefix())
+    lake.write_manifest(manifest, lake_prefix())
     days = sorted(manifest.get("days", {}))
     return {
         "lake": {o.day.isoformat(): o.status for o in outcomes},
@@ -81,14 +75,14 @@ def _between(start: str | None, end: str | None) -> Callable[[date], bool]:
 
 
 def lake_days() -> list[str]:
-    return sorted(lake.read_manifest(_prefix()).get("days", {}))
+    return sorted(lake.read_manifest(lake_prefix()).get("days", {}))
 
 
 def stats() -> dict[str, Any]:
     from diskrisk import stats as st
 
     out = Path(tempfile.mkdtemp(prefix="diskrisk-stats-"))
-    return st.run(out, prefix=_prefix())
+    return st.run(out, prefix=lake_prefix())
 
 
 # --- drift ------------------------------------------------------------------------------------------
@@ -110,14 +104,14 @@ def drift(day: str | None = None) -> dict[str, Any]:
         return {"drift": None, "reason": "no champion yet: nothing to compare with"}
     day = day or lake_days()[-1]
     reference = load_reference(version)
-    current = snapshot_features(day, TrainSettings().lookback_days, prefix=_prefix())
+    current = snapshot_features(day, TrainSettings().lookback_days, prefix=lake_prefix())
     numeric, categorical = drift_features(list(reference.columns))
     summary, snapshot = check_drift(reference, current, numeric, categorical)
     out = write_report(summary, snapshot, Path(tempfile.mkdtemp(prefix="diskrisk-drift-")))
     bucket = cached(S3Settings).bucket
     keys = {}
     for kind, path in out.items():
-        key = f"{_prefix()}reports/drift/{day}/{path.name}"
+        key = f"{lake_prefix()}reports/drift/{day}/{path.name}"
         s3.client().upload_file(str(path), bucket, key)
         keys[kind] = f"s3://{bucket}/{key}"
     mlflow.set_experiment(f"{ms.experiment}-drift")
@@ -171,7 +165,7 @@ def should_retrain(drift_result: dict[str, Any], force: bool = False) -> bool:
 def dataset(cutoff: str | None = None) -> str:
     from diskrisk.train import prepare_dataset
 
-    return prepare_dataset(cutoff, prefix=_prefix()).to_json()
+    return prepare_dataset(cutoff, prefix=lake_prefix()).to_json()
 
 
 def train(family: str, dataset_ref: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -223,7 +217,7 @@ def score(day: str | None = None, force: bool = False) -> dict[str, Any]:
     done = sink.completed(day)
     if done and not force and str(done.get("model_version")) == str(version.version):
         return {"day": day, "skipped": True, **done}
-    features = snapshot_features(day, TrainSettings().lookback_days, prefix=_prefix())
+    features = snapshot_features(day, TrainSettings().lookback_days, prefix=lake_prefix())
     written = sink.write(score_frame(features, version, model, day))
     return {
         "day": day,

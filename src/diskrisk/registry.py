@@ -102,16 +102,17 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion |
 
 
 def register(client: MlflowClient, name: str, model_uri: str, tags: dict[str, str]) -> ModelVersion:
-    """Register a logged model (``models:/m-…`` URI) as a new version; it becomes the challenger."""
+    """Register a logged model (``models:/m-…`` URI) as a new version. It becomes the
+    ``challenger`` only when the promotion rule judges it (the best of its batch)."""
     import mlflow
 
-    version = mlflow.register_model(model_uri, name, tags=tags)
-    client.set_registered_model_alias(name, CHALLENGER, version.version)
-    return version
+    return mlflow.register_model(model_uri, name, tags=tags)
 
 
 def apply(client: MlflowClient, name: str, version: str, decision: Decision) -> None:
-    """Record the decision on the version; on promotion, switch the champion alias (atomic)."""
+    """The judged version becomes the ``challenger`` and carries the decision in its tags; on
+    promotion the ``champion`` alias switches to it (one atomic call)."""
+    client.set_registered_model_alias(name, CHALLENGER, version)
     for key, value in decision.tags().items():
         client.set_model_version_tag(name, version, key, value)
     if decision.promote:

@@ -26,7 +26,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from diskrisk import lake, s3
-from diskrisk.config import MlflowSettings, S3Settings, cached
+from diskrisk.config import MlflowSettings, S3Settings, cached, lake_prefix
 from diskrisk.evaluate import evaluate, plot_km_by_vendor
 from diskrisk.models import make_model, warm_start
 from diskrisk.pyfunc import pyfunc_kwargs, with_long_columns
@@ -89,11 +89,14 @@ class Challenger:
 
 # --- dataset ---------------------------------------------------------------------------------------
 def prepare_dataset(
-    cutoff: date | str | None = None, prefix: str = "", settings: TrainSettings | None = None
+    cutoff: date | str | None = None,
+    prefix: str | None = None,
+    settings: TrainSettings | None = None,
 ) -> DatasetRef:
     """Survival dataset at ``cutoff`` (default: the lake's newest day minus the look-back's
     half, so there is follow-up), split by drive, written to S3 under a content-derived key."""
     t = settings or TrainSettings()
+    prefix = lake_prefix() if prefix is None else prefix
     manifest = lake.read_manifest(prefix).get("days", {})
     if not manifest:
         raise RuntimeError("the lake is empty: collect days first")
@@ -406,7 +409,7 @@ def export_champion(out: Path) -> Path:
 def retrain_rounds(start: str, end: str, rounds: int, out: Path) -> dict[str, Any]:
     """Fine-tune the champion on [start, end] ``rounds`` times; each round is a challenger that
     must win to be promoted. Writes the report and the resulting champion zip to ``out``."""
-    days = sorted(d for d in lake.read_manifest().get("days", {}) if start <= d <= end)
+    days = sorted(d for d in lake.read_manifest(lake_prefix()).get("days", {}) if start <= d <= end)
     if len(days) < 3:
         raise RuntimeError(f"the lake holds {len(days)} days within {start}..{end}: need 3+")
     cutoffs = [days[min(len(days) - 2, max(0, len(days) // 3) + i)] for i in range(rounds)]
