@@ -45,7 +45,6 @@ from diskrisk import s3, schema
 from diskrisk.ingest import (
     DEFAULT_CHUNK,
     CollectSummary,
-    DayResult,
     bucket,
     collect,
     raw_key,
@@ -213,15 +212,32 @@ def process(
         on_day=(lambda r: on_step("collect", r)) if on_step else None,
     )
     summary = ProcessSummary(collected)
-    manifest = read_manifest(prefix)
-    results: list[DayResult] = collected.days
-    for r in results:
-        out = ingest_day(r.day, manifest, prefix=prefix, force=force)
-        summary.days.append(out)
-        if on_step:
-            on_step("lake", out)
-    write_manifest(manifest, prefix)
+    summary.days = build(
+        [r.day for r in collected.days],
+        prefix=prefix,
+        force=force,
+        on_day=(lambda out: on_step("lake", out)) if on_step else None,
+    )
     return summary
+
+
+def build(
+    days: list[date],
+    *,
+    prefix: str = "",
+    force: bool = False,
+    on_day: Callable[[DayOutcome], None] | None = None,
+) -> list[DayOutcome]:
+    """raw/ → validate → lake for collected days, then one manifest write for all of them."""
+    manifest = read_manifest(prefix)
+    outcomes = []
+    for day in sorted(days):
+        out = ingest_day(day, manifest, prefix=prefix, force=force)
+        outcomes.append(out)
+        if on_day:
+            on_day(out)
+    write_manifest(manifest, prefix)
+    return outcomes
 
 
 # --- reading ------------------------------------------------------------------------------

@@ -52,13 +52,10 @@ def collect(src: str, start: str | None = None, end: str | None = None) -> dict[
 
 def build_lake(collected: dict[str, Any], force: bool = False) -> dict[str, Any]:
     """Validate the collected days into the Parquet lake and its manifest."""
-    manifest = lake.read_manifest(lake_prefix())
-    outcomes = [
-        lake.ingest_day(date.fromisoformat(day), manifest, prefix=lake_prefix(), force=force)
-        for day in sorted(collected["days"])
-    ]
-    lake.write_manifest(manifest, lake_prefix())
-    days = sorted(manifest.get("days", {}))
+    outcomes = lake.build(
+        [date.fromisoformat(d) for d in collected["days"]], prefix=lake_prefix(), force=force
+    )
+    days = lake_days()
     return {
         "lake": {o.day.isoformat(): o.status for o in outcomes},
         "changed": sorted(o.day.isoformat() for o in outcomes if o.status == "written"),
@@ -94,7 +91,7 @@ def drift(day: str | None = None) -> dict[str, Any]:
     from diskrisk.drift import check_drift, drift_features, write_report
     from diskrisk.registry import CHAMPION, alias_version
     from diskrisk.survival import snapshot_features
-    from diskrisk.tracking import connect
+    from diskrisk.tracking import connect, drift_experiment
     from diskrisk.train import TrainSettings, load_reference
 
     client = connect()
@@ -113,8 +110,8 @@ def drift(day: str | None = None) -> dict[str, Any]:
     for kind, path in out.items():
         key = f"{lake_prefix()}reports/drift/{day}/{path.name}"
         s3.client().upload_file(str(path), bucket, key)
-        keys[kind] = f"s3://{bucket}/{key}"
-    mlflow.set_experiment(f"{ms.experiment}-drift")
+        keys[kind] = s3.uri(key)
+    mlflow.set_experiment(drift_experiment())
     with mlflow.start_run(run_name=f"drift-{day}") as run:
         mlflow.set_tags(
             {

@@ -119,27 +119,55 @@ def apply(client: MlflowClient, name: str, version: str, decision: Decision) -> 
         client.set_registered_model_alias(name, CHAMPION, version)
 
 
-def champion_c_index(
-    client: MlflowClient,
+def version_c_index(
     name: str,
+    version: str,
     holdout: pd.DataFrame,
     duration: str = "duration_days",
     event: str = "event",
-) -> tuple[str, float] | None:
-    """Re-score the current champion on a challenger's holdout: Harrell's C of its risk column."""
+) -> float:
+    """Harrell's C of one registered version's risk on ``holdout``. Errors propagate: an
+    evaluation that fails never promotes anything."""
     import mlflow
     from sksurv.metrics import concordance_index_censored
 
     from diskrisk.pyfunc import with_long_columns
 
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    risk = np.asarray(model.predict(with_long_columns(holdout))["risk"], dtype=float)
+    return float(
+        concordance_index_censored(
+            holdout[event].astype(bool).to_numpy(), holdout[duration].to_numpy(dtype=float), risk
+        )[0]
+    )
+
+
+def champion_c_index(
+    client: MlflowClient, name: str, holdout: pd.DataFrame
+) -> tuple[str, float] | None:
+    """Re-score the current champion on a challenger's holdout, pinned to the version read
+    here so a concurrent promotion cannot swap models mid-way."""
     current = alias_version(client, name, CHAMPION)
     if current is None:
         return None
-    # Pinned to the version read above, so a concurrent promotion cannot swap models mid-way.
-    # Errors propagate: an evaluation that fails never promotes anything.
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{current.version}")
-    risk = np.asarray(model.predict(with_long_columns(holdout))["risk"], dtype=float)
-    c = concordance_index_censored(
-        holdout[event].astype(bool).to_numpy(), holdout[duration].to_numpy(dtype=float), risk
-    )[0]
-    return current.version, float(c)
+    return str(current.version), version_c_index(name, current.version, holdout)
+
+
+def judge(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    challenger_c: float,
+    holdout: pd.DataFrame,
+    rule: PromotionSettings | None = None,
+) -> Decision:
+    """The promotion rule for ``version`` against the champion on the same holdout, recorded
+    in the registry. Judging the champion itself changes nothing (its tags keep the decision
+    that made it champion)."""
+    events = int(holdout["event"].sum())
+    current = champion_c_index(client, name, holdout)
+    if current is not None and current[0] == str(version):
+        return Decision(False, "already champion", challenger_c, current[1], events)
+    decision = decide(challenger_c, current[1] if current else None, events, rule)
+    apply(client, name, str(version), decision)
+    return decision

@@ -71,6 +71,15 @@ def duckdb_secret_sql(settings: S3Settings | None = None) -> str:
     )
 
 
+def uri(key: str, bucket: str | None = None) -> str:
+    return f"s3://{bucket or cached(S3Settings).bucket}/{key}"
+
+
+def key_of(s3_uri: str) -> str:
+    """The key of an ``s3://bucket/key`` URI."""
+    return s3_uri.split("/", 3)[3]
+
+
 def head(key: str, bucket: str | None = None) -> dict[str, Any] | None:
     """Object metadata, or None when the key does not exist."""
     s = cached(S3Settings)

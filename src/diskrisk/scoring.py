@@ -16,7 +16,6 @@ from diskrisk.config import MlflowSettings, cached
 from diskrisk.pyfunc import with_long_columns
 from diskrisk.registry import CHAMPION, alias_version
 from diskrisk.sinks import COLUMNS as SCORE_COLUMNS  # the sink's input is scoring's output
-from diskrisk.survival import snapshot_features
 from diskrisk.tracking import connect
 
 
@@ -57,10 +56,3 @@ def score_frame(
     out["data_date"] = str(pd.Timestamp(day).date())
     out["scored_at"] = scored_at or datetime.now(UTC).isoformat(timespec="seconds")
     return out[list(SCORE_COLUMNS)]
-
-
-def score_day(day: date | str, lookback: int = 30, prefix: str = "") -> pd.DataFrame:
-    """Scores for every drive seen on ``day`` with the champion."""
-    version, model = champion()
-    features = snapshot_features(day, lookback, prefix=prefix)
-    return score_frame(features, version, model, day)

@@ -23,3 +23,8 @@ def connect(settings: MlflowSettings | None = None) -> MlflowClient:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def drift_experiment(settings: MlflowSettings | None = None) -> str:
+    """Drift checks get their own experiment, beside the training runs."""
+    return f"{(settings or cached(MlflowSettings)).experiment}-drift"

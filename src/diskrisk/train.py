@@ -29,19 +29,18 @@ from diskrisk import lake, s3
 from diskrisk.config import MlflowSettings, S3Settings, cached, lake_prefix
 from diskrisk.evaluate import evaluate, plot_km_by_vendor
 from diskrisk.models import make_model, warm_start
-from diskrisk.pyfunc import pyfunc_kwargs, with_long_columns
+from diskrisk.pyfunc import pyfunc_kwargs
 from diskrisk.registry import (
     CHAMPION,
     Decision,
     PromotionSettings,
     alias_version,
-    apply,
-    champion_c_index,
-    decide,
+    judge,
     register,
+    version_c_index,
 )
 from diskrisk.survival import split, survival_dataset
-from diskrisk.tracking import connect
+from diskrisk.tracking import connect, drift_experiment
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +92,8 @@ def prepare_dataset(
     prefix: str | None = None,
     settings: TrainSettings | None = None,
 ) -> DatasetRef:
-    """Survival dataset at ``cutoff`` (default: the lake's newest day minus the look-back's
-    half, so there is follow-up), split by drive, written to S3 under a content-derived key."""
+    """Survival dataset at ``cutoff`` (default: a third of the way into the lake, so there is
+    history and follow-up), split by drive, written to S3 under a content-derived key."""
     t = settings or TrainSettings()
     prefix = lake_prefix() if prefix is None else prefix
     manifest = lake.read_manifest(prefix).get("days", {})
@@ -160,20 +159,13 @@ def fine_tune(
 ) -> Challenger:
     """Continue the champion on a newer window (trees add stages; others refit): a challenger."""
     t = settings or TrainSettings()
-    version, pyfunc_model = _champion_pyfunc()
+    from diskrisk.scoring import champion
+
+    version, pyfunc_model = champion()
     base = pyfunc_model.unwrap_python_model().model
     train, holdout = read_parquet(ref.train_key), read_parquet(ref.holdout_key)
     model = warm_start(base, train, extra_estimators)
     return _track(model, train, holdout, ref, t, parent=str(version.version))
-
-
-def _champion_pyfunc() -> tuple[Any, Any]:
-    client = connect()
-    name = cached(MlflowSettings).model_name
-    version = alias_version(client, name, CHAMPION)
-    if version is None:
-        raise RuntimeError("no champion to fine-tune yet")
-    return version, mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
 
 
 def _track(
@@ -198,8 +190,8 @@ def _track(
                 "data.lookback_days": str(ref.lookback_days),
                 "data.first_day": min(ref.lake_days),
                 "data.last_day": max(ref.lake_days),
-                "data.train_uri": f"s3://{bucket}/{ref.train_key}",
-                "data.holdout_uri": f"s3://{bucket}/{ref.holdout_key}",
+                "data.train_uri": s3.uri(ref.train_key, bucket),
+                "data.holdout_uri": s3.uri(ref.holdout_key, bucket),
                 **({"fine_tuned_from_version": parent} if parent else {}),
             }
         )
@@ -275,57 +267,39 @@ def promote(
     if not valid:
         raise RuntimeError("no challenger finished its evaluation: nothing to promote")
     best = max(valid, key=lambda c: c.harrell_c)
-    client = connect()
     name = cached(MlflowSettings).model_name
     holdout = read_parquet(ref.holdout_key)
-    current = champion_c_index(client, name, holdout)
-    if current is not None and current[0] == best.version:
-        decision = Decision(
-            False, "already champion", best.harrell_c, current[1], int(holdout["event"].sum())
-        )
-    else:
-        decision = decide(
-            best.harrell_c, current[1] if current else None, int(holdout["event"].sum()), rule
-        )
-    apply(client, name, best.version, decision)
-    return best, decision
+    return best, judge(connect(), name, best.version, best.harrell_c, holdout, rule)
+
+
+def _run_table(version: Any, which: str) -> pd.DataFrame:
+    """The ``train`` or ``holdout`` table a registered version was built from (run tags)."""
+    return read_parquet(s3.key_of(connect().get_run(version.run_id).data.tags[f"data.{which}_uri"]))
 
 
 def load_reference(version: Any) -> pd.DataFrame:
     """The training table of a registered version (drift's reference)."""
-    run = connect().get_run(version.run_id)
-    uri = run.data.tags["data.train_uri"]
-    key = uri.split("/", 3)[3]
-    return read_parquet(key)
+    return _run_table(version, "train")
 
 
 # --- operator commands -------------------------------------------------------------------------------
-def _holdout_of(version: Any) -> pd.DataFrame:
-    uri = connect().get_run(version.run_id).data.tags["data.holdout_uri"]
-    return read_parquet(uri.split("/", 3)[3])
 
 
 def evaluate_alias(alias: str, ref: DatasetRef) -> dict[str, Any]:
     """Harrell's C of the version behind ``alias`` on ``ref``'s holdout."""
-    from sksurv.metrics import concordance_index_censored
-
     name = cached(MlflowSettings).model_name
     version = alias_version(connect(), name, alias)
     if version is None:
         raise RuntimeError(f"no version has the alias {alias!r}")
     holdout = read_parquet(ref.holdout_key)
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
-    risk = np.asarray(model.predict(with_long_columns(holdout))["risk"], dtype=float)
-    c = concordance_index_censored(
-        holdout["event"].to_numpy(bool), holdout["duration_days"].to_numpy(float), risk
-    )[0]
+    c = version_c_index(name, version.version, holdout)
     return {
         "alias": alias,
         "version": version.version,
         "cutoff": ref.cutoff,
         "holdout_rows": len(holdout),
         "holdout_events": int(holdout["event"].sum()),
-        "harrell_c": float(c),
+        "harrell_c": c,
     }
 
 
@@ -338,13 +312,8 @@ def promote_challenger(rule: PromotionSettings | None = None) -> dict[str, Any]:
     challenger = alias_version(client, name, CHALLENGER)
     if challenger is None:
         raise RuntimeError("no challenger: train first")
-    holdout = _holdout_of(challenger)
     c = float(challenger.tags.get("metrics.harrell_c", "nan"))
-    current = champion_c_index(client, name, holdout)
-    if current is not None and current[0] == challenger.version:
-        return {"version": challenger.version, "promote": False, "reason": "already champion"}
-    decision = decide(c, current[1] if current else None, int(holdout["event"].sum()), rule)
-    apply(client, name, challenger.version, decision)
+    decision = judge(client, name, challenger.version, c, _run_table(challenger, "holdout"), rule)
     return {"version": challenger.version, **decision.tags()}
 
 
@@ -440,7 +409,7 @@ def retrain_rounds(start: str, end: str, rounds: int, out: Path) -> dict[str, An
 def latest_drift() -> str:
     """One line on the newest drift check (from the drift experiment)."""
     runs = mlflow.search_runs(
-        experiment_names=[f"{cached(MlflowSettings).experiment}-drift"],
+        experiment_names=[drift_experiment()],
         order_by=["start_time DESC"],
         max_results=1,
     )
