@@ -640,7 +640,12 @@ class KaplanMeierModel(RiskModel):
             ok = np.isfinite(entry) & np.isfinite(exit_)
             if ok.sum() < 2 or not event[ok].any():
                 raise ModelError("km(time_scale='age') needs entry/exit ages with events")
-            self.age_ = KaplanMeierFitter().fit(exit_[ok], event[ok], entry=entry[ok])
+            from lifelines.exceptions import StatError
+
+            try:
+                self.age_ = KaplanMeierFitter().fit(exit_[ok], event[ok], entry=entry[ok])
+            except StatError as exc:  # e.g. a short window: too few early entries per event
+                raise ModelError(f"km(time_scale='age'): {exc}") from None
         self.input_columns_ = ["age_days"]  # read only on the age scale; keeps a signature
 
     def _survival(self, X, df, h):
