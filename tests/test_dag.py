@@ -138,9 +138,23 @@ def _dags_test(env: dict[str, str], logical_date: str, conf: dict) -> str:
     return out
 
 
+@pytest.fixture
+def dag_paused(stack_env):
+    """`airflow dags test` runs the tasks in its own process; the running scheduler would also
+    schedule the tasks of that run (with `.env`'s settings) if the DAG were unpaused."""
+    from diskrisk.airflow_api import AirflowClient
+
+    client = AirflowClient.from_settings()
+    was_paused = client.wait_for_dag()["is_paused"]
+    client.set_paused(True)
+    client.settle()
+    yield
+    client.set_paused(was_paused)
+
+
 @pytest.mark.integration
 @pytest.mark.slow
-def test_end_to_end_on_real_days(stack_env, backblaze_dir, monkeypatch):
+def test_end_to_end_on_real_days(stack_env, backblaze_dir, monkeypatch, dag_paused):
     """First run trains the first champion; a later run with new days checks drift against it
     and scores the newest day; re-running the same dates changes nothing."""
     from localstack.services import airflow_env
