@@ -33,7 +33,7 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-FAMILIES = ["coxph", "weibull_aft", "coxnet", "gbsa", "rsf", "km"]
+from diskrisk.families import DEFAULT_FAMILIES, FAMILIES
 
 
 def _setting(name: str, default: str) -> str:
@@ -88,9 +88,9 @@ def _on_failure(context) -> None:  # type: ignore[no-untyped-def]
             False, type="boolean", description="Train challengers even without new data or drift"
         ),
         "families": Param(
-            FAMILIES,
+            list(DEFAULT_FAMILIES),
             type="array",
-            items={"type": "string", "enum": FAMILIES},
+            items={"type": "string", "enum": list(FAMILIES)},
             minItems=1,
             description="Model families to train as challengers",
         ),

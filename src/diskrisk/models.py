@@ -65,6 +65,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
+from diskrisk.families import registry as family_registry
+
 DURATION = "duration_days"
 EVENT = "event"
 SMART_COLUMN = re.compile(r"^smart_\d+_raw(_d7|_d30)?$")
@@ -686,10 +688,9 @@ def _age_interval(df: pd.DataFrame, time: np.ndarray) -> tuple[np.ndarray, np.nd
 
 # --------------------------------------------------------------------------- registry
 
-FAMILIES: dict[str, type[RiskModel]] = {
-    cls.family: cls
-    for cls in (CoxPHModel, WeibullAFTModel, RSFModel, GBSAModel, CoxnetModel, KaplanMeierModel)
-}
+FAMILIES: dict[str, type[RiskModel]] = family_registry(
+    CoxPHModel, WeibullAFTModel, RSFModel, GBSAModel, CoxnetModel, KaplanMeierModel
+)
 
 
 def make_model(family: str, params: Mapping[str, Any] | None = None) -> RiskModel:

@@ -28,6 +28,7 @@ from pydantic_settings import SettingsConfigDict
 from diskrisk import lake, s3
 from diskrisk.config import EnvFileSettings, MlflowSettings, S3Settings, cached, lake_prefix
 from diskrisk.evaluate import evaluate, plot_km_by_vendor
+from diskrisk.families import DEFAULT_FAMILIES
 from diskrisk.models import make_model, warm_start
 from diskrisk.pyfunc import pyfunc_kwargs
 from diskrisk.registry import (
@@ -49,9 +50,7 @@ class TrainSettings(EnvFileSettings):
     """Training knobs (DISKRISK_TRAIN_*); families and params can be overridden per run."""
 
     model_config = SettingsConfigDict(env_prefix="DISKRISK_TRAIN_", extra="ignore")
-    families: list[str] = Field(
-        default_factory=lambda: ["coxph", "weibull_aft", "coxnet", "gbsa", "rsf", "km"]
-    )
+    families: list[str] = Field(default_factory=lambda: list(DEFAULT_FAMILIES))
     lookback_days: int = Field(30, ge=1)
     holdout_fraction: float = Field(0.3, gt=0, lt=1)
     seed: int = 0
