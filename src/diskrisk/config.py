@@ -135,13 +135,6 @@ class HBaseSettings(_Base):
     batch_size: PositiveInt = Field(default=5000, alias="DISKRISK_HBASE_BATCH_SIZE")
 
 
-class PostgresSettings(_Base):
-    host: str = Field(alias="POSTGRES_HOST", min_length=1)
-    port: PositiveInt = Field(alias="POSTGRES_PORT", lt=65536)
-    user: str = Field(alias="POSTGRES_USER", min_length=1)
-    password: SecretStr = Field(alias="POSTGRES_PASSWORD", min_length=8)
-
-
 def lake_prefix() -> str:
     """Key prefix inside the bucket (DISKRISK_LAKE_PREFIX, default none, else ending in "/"):
     lets trials and tests run beside production data in one bucket."""
