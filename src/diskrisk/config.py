@@ -135,10 +135,21 @@ class HBaseSettings(_Base):
     batch_size: PositiveInt = Field(default=5000, alias="DISKRISK_HBASE_BATCH_SIZE")
 
 
+class ProvenanceSettings(_Base):
+    """What MLflow runs are tagged with when the code is not a git checkout (images)."""
+
+    git_revision: str = Field(default="", alias="DISKRISK_GIT_REVISION")
+
+
 def lake_prefix() -> str:
     """Key prefix inside the bucket (DISKRISK_LAKE_PREFIX, default none, else ending in "/"):
     lets trials and tests run beside production data in one bucket."""
     return load(PipelineSettings).lake_prefix
+
+
+def git_revision() -> str:
+    """DISKRISK_GIT_REVISION (the environment, then the env file), or "" when unset."""
+    return load(ProvenanceSettings).git_revision
 
 
 def env_file() -> Path:

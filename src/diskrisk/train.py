@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import subprocess
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -27,6 +26,7 @@ from pydantic_settings import SettingsConfigDict
 
 from diskrisk import lake, s3
 from diskrisk.config import EnvFileSettings, MlflowSettings, S3Settings, cached, lake_prefix
+from diskrisk.config import git_revision as configured_revision
 from diskrisk.evaluate import evaluate, plot_km_by_vendor
 from diskrisk.families import DEFAULT_FAMILIES
 from diskrisk.models import make_model, warm_start
@@ -244,8 +244,8 @@ def _short(v: Any) -> str:
 
 
 def git_revision() -> str:
-    if os.environ.get("DISKRISK_GIT_REVISION"):
-        return os.environ["DISKRISK_GIT_REVISION"]
+    if revision := configured_revision():
+        return revision
     try:
         return subprocess.run(
             ["git", "rev-parse", "HEAD"],
