@@ -11,7 +11,7 @@
   pipeline's user;
 * triggers again with the UI's default form (no params): the run catches up the new days and
   scores the newest one, read back from HBase;
-* stops `hbase-thrift` before a run reaches `score`: the task fails, is retried by the scheduler
+* kills `hbase-thrift` before a run reaches `score`: the task fails, is retried by the scheduler
   once the gateway is back, and the run succeeds;
 * `down` + `up` again (volumes kept) with the `celery` profile and two workers: champion, lake,
   scores and the Airflow history are still there, and a retraining run's mapped tasks run on
@@ -334,7 +334,7 @@ def test_a_task_that_loses_hbase_is_retried_and_the_run_succeeds(deployment):
     first = FIRST_RUN_DAYS + SECOND_RUN_DAYS
     deployment.stage_days(first, N_DAYS - first)
     newest = day(N_DAYS - 1)
-    deployment.compose("stop", "hbase-thrift")
+    deployment.compose("kill", "hbase-thrift")
     try:
         run_id = deployment.trigger({})
         state = deployment.wait(
