@@ -59,6 +59,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_selection import VarianceThreshold
 from sklearn.impute import SimpleImputer
@@ -187,6 +188,27 @@ def _capacity_name(_transformer: Any, _names: Any) -> Any:
     return np.asarray(["capacity_tb"], dtype=object)
 
 
+class ClipToTrainingRange(TransformerMixin, BaseEstimator):
+    """Hold each feature inside the range seen in training: a linear model would otherwise
+    extrapolate a counter far beyond anything it learnt from into a failure probability of
+    exactly 1 for a drive with no failure evidence (issue #11)."""
+
+    def fit(self, X: Any, y: Any = None) -> ClipToTrainingRange:
+        values = np.asarray(X, dtype=float)
+        self.min_, self.max_ = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+        self.n_features_in_ = values.shape[1]
+        if hasattr(X, "columns"):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        return self
+
+    def transform(self, X: Any) -> Any:
+        return np.clip(np.asarray(X, dtype=float), self.min_, self.max_)
+
+    def get_feature_names_out(self, input_features: Any = None) -> Any:
+        names = input_features if input_features is not None else self.feature_names_in_
+        return np.asarray(names, dtype=object)
+
+
 def covariate_columns(df: pd.DataFrame) -> list[str]:
     """Input columns a model may use: SMART counters, age, capacity, vendor (when present)."""
     smart = sorted((c for c in df.columns if SMART_COLUMN.match(c)), key=_smart_sort_key)
@@ -252,6 +274,7 @@ def build_preprocessor(df: pd.DataFrame, params: Mapping[str, Any]) -> tuple[Pip
             ("columns", ColumnTransformer(parts, verbose_feature_names_out=False)),
             ("nonconstant", VarianceThreshold(0.0)),
             ("scale", StandardScaler()),
+            ("clip", ClipToTrainingRange()),
         ]
     ).set_output(transform="pandas")
     return pipe, cols
@@ -367,7 +390,24 @@ class RiskModel(ABC):
         self._check_fitted()
         h = _check_horizons(horizons)
         s = np.asarray(self._survival(self._transform(df), df, h), dtype=float)
-        return np.clip(s, 0.0, 1.0)
+        # A model fitted on n drives cannot resolve a survival below 1/(n+1): flooring there
+        # keeps an extreme drive "very likely to fail", never a certain 1.0 (issue #11).
+        return np.clip(s, 1.0 / (max(self.n_train_, 1) + 1), 1.0)
+
+    def horizon_support(self, horizons: Iterable[float]) -> dict[float, str | None]:
+        """None for a horizon the training follow-up covers, else why it is unsupported.
+
+        Beyond the longest follow-up the data says nothing: a non-parametric curve would be
+        held flat (p_fail_90d = p_fail_30d) and a parametric one extrapolated; both would be
+        published as if measured."""
+        self._check_fitted()
+        top = float(self.train_max_time_ or 0)
+        return {
+            float(h): None
+            if h <= top
+            else f"{h:g} d is beyond the training follow-up ({top:g} d): not estimable"
+            for h in _check_horizons(horizons)
+        }
 
     def feature_importance(self) -> pd.Series:
         """Signed effect (linear families: positive = raises risk) or importance; may be empty."""
