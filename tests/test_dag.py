@@ -141,7 +141,25 @@ def test_end_to_end_on_real_days(stack_env, backblaze_dir, monkeypatch):
     client = connect()
     champion = alias_version(client, f"{tag}-risk", CHAMPION)
     assert champion is not None
-    assert float(champion.tags["metrics.harrell_c"]) >= 0.80
+    assert float(champion.tags["metrics.harrell_c"]) >= 0.80  # out-of-time, pooled over origins
+    assert champion.tags["promotion.decision"] == "promoted"
+    # every challenger says why it was or wasn't chosen, naming the out-of-time figures
+    versions = client.search_model_versions(f"name='{tag}-risk'")
+    by_family = {}
+    for v in versions:
+        tags = client.get_model_version(f"{tag}-risk", v.version).tags
+        assert tags["promotion.decision"] in {"promoted", "refused", "not chosen"}, tags
+        assert "out-of-time C" in tags["promotion.reason"], tags["promotion.reason"]
+        assert tags.get("promotion.champion_c_index", "none") != ""
+        assert 0 <= float(tags["metrics.oot_recall_top1pct"]) <= 1
+        lo, hi = (float(x) for x in tags["metrics.oot_harrell_c_ci95"].split(".."))
+        assert lo <= float(tags["metrics.harrell_c"]) <= hi
+        assert (
+            "Out-of-time evaluation"
+            in client.get_model_version(f"{tag}-risk", v.version).description
+        )
+        by_family.setdefault(tags["family"], []).append(tags)
+    assert all(t["promotion.decision"] == "not chosen" for t in by_family["km"])
     # a drift report from the second run, logged to MLflow
     import mlflow
 

@@ -258,7 +258,7 @@ def pooled_c(
     for idx in rows if rows is not None else _groups(frame):
         a, b = _pairs(e[idx], t[idx], r[idx])
         num, den = num + a, den + b
-    return num / den if den else float("nan")
+    return float(num / den) if den else float("nan")
 
 
 def recall_at_budget(frame: pd.DataFrame, budget: float, risk: str = "risk") -> float:
@@ -313,10 +313,11 @@ def paired_difference(
         diffs.append(pooled_c(both, "risk_a", rows) - pooled_c(both, "risk_b", rows))
     d = np.asarray([x for x in diffs if np.isfinite(x)])
     lo, hi = np.percentile(d, [2.5, 97.5]) if d.size else (np.nan, np.nan)
+    c_a, c_b = float(pooled_c(both, "risk_a")), float(pooled_c(both, "risk_b"))
     return {
-        "c_a": pooled_c(both, "risk_a"),
-        "c_b": pooled_c(both, "risk_b"),
-        "gain": pooled_c(both, "risk_a") - pooled_c(both, "risk_b"),
+        "c_a": c_a,
+        "c_b": c_b,
+        "gain": c_a - c_b,
         "gain_ci_low": float(lo),
         "gain_ci_high": float(hi),
         "events": float(both["event"].sum()),

@@ -196,6 +196,7 @@ def promote(challengers: list[dict[str, Any]], dataset_ref: str) -> dict[str, An
         "reason": decision.reason,
         "challenger_c": decision.challenger_c,
         "champion_c": decision.champion_c,
+        "gain_ci": list(decision.gain_ci) if decision.gain_ci else None,
     }
 
 
