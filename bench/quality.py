@@ -13,6 +13,7 @@ no service is needed. Not a test: it prints tables.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -50,6 +51,7 @@ def main() -> None:
     ap.add_argument("--rolling", type=int, default=0, help="N rolling origins instead")
     ap.add_argument("--families", nargs="*", default=list(FAMILIES))
     ap.add_argument("--bootstrap", type=int, default=200)
+    ap.add_argument("--params", default="{}", help='JSON, e.g. {"model_ranks": true}')
     args = ap.parse_args()
     console = Console(width=160)
 
@@ -95,8 +97,9 @@ def main() -> None:
     for family in args.families:
         with console.status(f"fitting {family}"):
             try:
+                params = json.loads(args.params) if family not in ("km", "ensemble") else {}
                 pred = predict_splits(
-                    lambda f=family: make_model(f),
+                    lambda f=family, p=params: make_model(f, p),
                     splits,
                     lambda sp: trains[sp.name],
                     lambda sp: tests[sp.name],
