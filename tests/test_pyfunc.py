@@ -22,7 +22,7 @@ def data():
     return make_frame(1500, seed=21), make_frame(300, seed=22)
 
 
-@pytest.fixture(scope="module", params=["coxph", "gbsa"])
+@pytest.fixture(scope="module", params=["coxph", "gbsa", "ensemble"])
 def saved(request, data, tmp_path_factory):
     train, _ = data
     model = make_model(request.param, {"n_estimators": 20} if request.param == "gbsa" else None)

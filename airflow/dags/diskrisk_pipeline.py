@@ -13,9 +13,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-FAMILIES = ["coxph", "weibull_aft", "coxnet", "gbsa", "rsf", "km"]
+FAMILIES = ["coxph", "weibull_aft", "coxnet", "gbsa", "rsf", "km", "ensemble"]
 # What holds up out of time (bench/quality.py); the others stay selectable.
-DEFAULT_FAMILIES = ["coxnet", "coxph", "weibull_aft", "km"]
+DEFAULT_FAMILIES = ["coxnet", "coxph", "weibull_aft", "ensemble", "km"]
 
 
 def _on_failure(context) -> None:  # type: ignore[no-untyped-def]
