@@ -22,10 +22,15 @@ def _table(title: str, rows: list[dict], columns: list[str] | None = None) -> Ta
     for c in cols:
         t.add_column(c)
     for r in rows:
-        t.add_row(
-            *(f"{r.get(c):.4f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols)
-        )
+        t.add_row(*(_cell(r.get(c, "")) for c in cols))
     return t
+
+
+def _cell(v: object) -> str:
+    """Floats to 4 places; a missing probability (unsupported horizon) as n/a."""
+    if isinstance(v, float):
+        return "n/a" if v != v else f"{v:.4f}"
+    return str(v)
 
 
 @app.command()
@@ -197,6 +202,15 @@ def report() -> None:
         f"champion: version {champ['version']} ({champ['family']}), out-of-time Harrell C "
         f"{champ['harrell_c']:.4f} (95% CI {champ['c_ci95']}), recall in the top 1% "
         f"{champ['recall_top1pct']:.0%}; decision: {champ['reason']}"
+    )
+    versions = list_versions()
+    newest = [v for v in versions if v["window"] == versions[-1]["window"]]
+    console.print(
+        _table(
+            f"challengers on {versions[-1]['window']} (out-of-time yardstick)",
+            newest,
+            ["version", "family", "harrell_c", "c_ci95", "recall_top1pct", "decision", "reason"],
+        )
     )
     from diskrisk.train import latest_drift
 

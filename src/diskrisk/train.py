@@ -36,7 +36,7 @@ from diskrisk.evaluate import (
     plot_km_by_vendor,
 )
 from diskrisk.models import RiskModel, make_model, warm_start
-from diskrisk.pyfunc import pyfunc_kwargs
+from diskrisk.pyfunc import HORIZONS, pyfunc_kwargs
 from diskrisk.registry import (
     CHAMPION,
     Decision,
@@ -356,6 +356,10 @@ def version_tags(model: RiskModel, ref: DatasetRef, m: dict[str, float]) -> dict
     for key in m:
         if key.startswith(("oot_recall_top", "oot_auc_")):
             tags[f"metrics.{key}"] = f(key)
+    unsupported = {h: why for h, why in model.horizon_support(HORIZONS).items() if why}
+    tags["horizons.unsupported"] = (
+        "; ".join(f"p_fail_{h:g}d: {why}" for h, why in unsupported.items()) or "none"
+    )
     return tags
 
 
