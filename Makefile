@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV  := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup env up down status logs test check test-unit test-integration lint format typecheck \
+.PHONY: setup env up down status logs test test-stack test-deploy check test-unit test-integration lint format typecheck \
         demo lock bench-ingest clean-stack
 
 setup:                ## install system packages, the pinned virtualenv, HBase jars, MinIO
@@ -24,13 +24,21 @@ status:
 logs:
 	scripts/stack logs
 
-test: check up        ## README's test command: install, lint, start the stack, run every test
-	DISKRISK_REQUIRE_INTEGRATION=1 $(VENV)/pytest $(PYTEST_ARGS)
+test: check           ## README's test command: lint, every test on the local stack, then the compose deployment
+	@rc=0; $(MAKE) --no-print-directory test-stack || rc=$$?; \
+	$(MAKE) --no-print-directory test-deploy || rc=$$?; exit $$rc
+
+test-stack: up        ## every test but the deployment's, on the local stack (stopped afterwards)
+	@rc=0; DISKRISK_REQUIRE_INTEGRATION=1 $(VENV)/pytest -m "not deploy" $(PYTEST_ARGS) || rc=$$?; \
+	[ $$rc -eq 0 ] || scripts/stack logs >&2 || true; scripts/stack down; exit $$rc
+
+test-deploy: setup images-offline  ## the compose deployment on a real Docker engine (tests/test_deploy.py)
+	$(VENV)/pytest -m deploy tests/test_deploy.py $(PYTEST_ARGS)
 
 check: lint typecheck actionlint  ## static checks: ruff, ruff format, mypy, actionlint
 
 test-unit: setup
-	$(VENV)/pytest -m "not integration" $(PYTEST_ARGS)
+	$(VENV)/pytest -m "not integration and not deploy" $(PYTEST_ARGS)
 
 test-integration: up
 	$(VENV)/pytest -m integration $(PYTEST_ARGS)
@@ -52,7 +60,9 @@ demo: up              ## README's main job: the pipeline end to end on the local
 lock:                 ## re-pin requirements.txt from the current virtualenv
 	$(VENV)/pip freeze --exclude-editable | grep -ivE '^(ruff|mypy|pytest|pytest-timeout|iniconfig)==' \
 	  | { echo "# Exact pins that resolved together with pip on Python 3.11 (pip check clean)."; \
-	      echo "# Regenerate with: make lock"; cat; } > requirements.txt
+	      echo "# Regenerate with: make lock"; \
+	      echo "# soupsieve stays on 2.x: 3.x needs Python >= 3.11.5, the offline images run Debian bookworm's 3.11.2."; \
+	      cat; } > requirements.txt
 
 bench-ingest: up
 	$(VENV)/python bench/ingest.py
@@ -61,13 +71,10 @@ clean-stack: down     ## forget all local data (buckets, databases, HBase tables
 	rm -rf .stack
 
 # --- deployment & CI (compose, workflows) ----------------------------------------------------------
-# Static checks (compose-config, test-compose, actionlint) need no Docker engine; the targets that
-# build or start containers stop with a clear message where there is none (like this machine).
+# A compose CLI (scripts/compose: the docker plugin, else one built from the Go module proxy) and a
+# Docker engine (scripts/docker-engine: started here with its data in the cache when none runs).
 DISKRISK_CACHE     := $(or $(DISKRISK_CACHE_DIR),.cache)
 ACTIONLINT_VERSION := v1.7.12
-# docker compose itself, built from the Go module proxy when the docker CLI has no compose plugin
-# (v5.7.0 needs Go >= 1.26.10; v5.6.0 builds with the Go here).
-COMPOSE_VERSION    := v5.6.0
 ENV_FILE           ?= .env
 COMPOSE_PROJECT    ?= diskrisk
 COMPOSE_WAIT       ?= 900
@@ -82,29 +89,28 @@ OUT                ?= out
 START              ?=
 END                ?=
 ROUNDS             ?= 3
-COMPOSE_BIN = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo "$(DISKRISK_CACHE)/bin/docker-compose")
-COMPOSE     = $(COMPOSE_BIN) --project-name $(COMPOSE_PROJECT) --env-file $(ENV_FILE)
+COMPOSE = scripts/compose --project-name $(COMPOSE_PROJECT) --env-file $(ENV_FILE)
 define need_docker
-	@docker info >/dev/null 2>&1 || { echo "make $@: needs a running Docker engine and \`docker info\` fails here." \
-	  "Use the local stack instead (make up / make test), or run this on a host with Docker." >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make $@: needs a running Docker engine and \`docker info\` fails here:" \
+	  "start one with \`make engine\` (Debian's docker.io), or use the local stack (make up / make test)." >&2; exit 1; }
 endef
 
-.PHONY: compose-tool compose-config test-compose compose-env images images-push compose-up \
-        compose-up-celery compose-synth compose-smoke compose-artifacts compose-down compose-clean retrain \
+.PHONY: engine engine-down compose-tool compose-config test-compose compose-env images images-offline images-push \
+        compose-up compose-up-celery compose-synth compose-smoke compose-artifacts compose-down compose-clean retrain \
         actionlint test-dag-import ci-system-deps retrain-args
 
+engine:               ## a Docker engine: Debian's docker.io, data under the cache dir (no-op if one runs)
+	scripts/docker-engine up
+
+engine-down:          ## stop the engine `make engine` started
+	scripts/docker-engine down
+
 compose-tool:         ## a compose CLI: the docker plugin, else docker-compose built into the cache
-	@if docker compose version >/dev/null 2>&1 || [ -x "$(DISKRISK_CACHE)/bin/docker-compose" ]; then exit 0; fi; \
-	command -v go >/dev/null || { echo "no docker compose plugin and no Go to build it" >&2; exit 1; }; \
-	echo "building docker compose $(COMPOSE_VERSION) from the Go module proxy (a few minutes, once)"; \
-	mkdir -p "$(DISKRISK_CACHE)/bin"; out="$$(cd "$(DISKRISK_CACHE)/bin" && pwd)/docker-compose"; \
-	tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; cd "$$tmp" && go mod init local/compose-build >/dev/null 2>&1 \
-	  && go get github.com/docker/compose/v5/cmd@$(COMPOSE_VERSION) \
-	  && CGO_ENABLED=0 go build -trimpath -o "$$out" github.com/docker/compose/v5/cmd
+	@scripts/compose version
 
 compose-config: compose-tool  ## docker-compose.yml validates (Compose schema + interpolation), both profiles
-	$(COMPOSE_BIN) --project-name $(COMPOSE_PROJECT) --env-file .env.example config --quiet
-	$(COMPOSE_BIN) --project-name $(COMPOSE_PROJECT) --env-file .env.example --profile celery config --quiet
+	scripts/compose --project-name $(COMPOSE_PROJECT) --env-file .env.example config --quiet
+	scripts/compose --project-name $(COMPOSE_PROJECT) --env-file .env.example --profile celery config --quiet
 
 test-compose: setup compose-tool  ## static tests of the Compose deployment (no Docker engine needed)
 	$(VENV)/pytest tests/test_compose.py $(PYTEST_ARGS)
@@ -116,14 +122,16 @@ compose-env:          ## .env for compose (same generator as the local stack), w
 	  && "$(DISKRISK_CACHE)/envtool/bin/pip" install -q "python-dotenv==$$(sed -n 's/^python-dotenv==//p' requirements.txt)" \
 	  && DISKRISK_ENV_FILE="$(ENV_FILE)" PYTHONPATH=scripts "$(DISKRISK_CACHE)/envtool/bin/python" -m localstack env; fi
 
-images: compose-env compose-tool  ## build the images (airflow, mlflow, hbase, minio)
+images: compose-env compose-tool  ## build the images from public bases and PyPI (a normal Docker host)
 	$(need_docker)
-	DISKRISK_GIT_REVISION="$$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
-	  $(COMPOSE) build minio hbase mlflow airflow-init
+	DISKRISK_GIT_REVISION="$$(git rev-parse HEAD 2>/dev/null || echo unknown)" $(COMPOSE) --profile celery build
+
+images-offline: setup  ## the same images with no registry: local Debian base, host-built wheels/jars/MinIO
+	scripts/images
 
 images-push: compose-env compose-tool  ## push them to $DISKRISK_IMAGE_PREFIX (registry/namespace)
 	$(need_docker)
-	$(COMPOSE) push minio hbase mlflow airflow-init
+	$(COMPOSE) --profile celery push
 
 compose-up: compose-env compose-tool  ## start the Compose deployment, wait until every service is healthy
 	$(need_docker)

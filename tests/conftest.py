@@ -13,6 +13,21 @@ sys.path.insert(0, str(ROOT / "scripts"))  # the local stack package, for its se
 os.environ.setdefault("DISKRISK_ENV_FILE", str(ROOT / ".env"))
 
 
+def setting_for_tests(name: str, env_file: Path) -> str | None:
+    """A setting the tests themselves read (BACKBLAZE_TEST_DATA): the environment, then the env
+    file, like every other setting."""
+    if os.environ.get(name):
+        return os.environ[name]
+    from dotenv import dotenv_values
+
+    return dotenv_values(env_file).get(name) if env_file.is_file() else None
+
+
+# Test modules read it from os.environ at import time.
+if _data := setting_for_tests("BACKBLAZE_TEST_DATA", Path(os.environ["DISKRISK_ENV_FILE"])):
+    os.environ["BACKBLAZE_TEST_DATA"] = _data
+
+
 @pytest.fixture(scope="session")
 def stack_env() -> dict[str, str]:
     """The local stack's settings (.env overlaid by the environment)."""

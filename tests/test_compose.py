@@ -37,6 +37,7 @@ KNOBS = {
     "DISKRISK_IMAGE_TAG",
     "DISKRISK_GIT_REVISION",
     "AIRFLOW__CORE__EXECUTOR",
+    "AIRFLOW__CELERY__WORKER_CONCURRENCY",
     "AIRFLOW_UI_ADDRESS",
     "MLFLOW_UI_ADDRESS",
 }
@@ -97,23 +98,16 @@ def active(svc: dict[str, Any], profiles: set[str]) -> bool:
     return not svc.get("profiles") or bool(set(svc["profiles"]) & profiles)
 
 
-def compose_cli() -> list[str] | None:
-    if shutil.which("docker"):
-        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
-        if probe.returncode == 0:
-            return ["docker", "compose"]
-    cache = Path(os.environ.get("DISKRISK_CACHE_DIR", ROOT / ".cache"))
-    cache = cache if cache.is_absolute() else ROOT / cache
-    binary = cache / "bin" / "docker-compose"
-    return [str(binary)] if binary.exists() else None
+def compose_cli() -> list[str]:
+    """scripts/compose: the docker plugin, else the CLI it builds once into the cache."""
+    return [str(ROOT / "scripts" / "compose")]
 
 
 def run_compose(*args: str, env_file: Path) -> subprocess.CompletedProcess[str]:
     cli = compose_cli()
-    if cli is None:
-        pytest.skip("no compose CLI (docker compose plugin or `make compose-tool`)")
     # A clean environment: only the env file feeds interpolation.
-    env = {k: os.environ[k] for k in ("PATH", "HOME", "DOCKER_CONFIG") if k in os.environ}
+    keep = ("PATH", "HOME", "DOCKER_CONFIG", "DISKRISK_CACHE_DIR")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
     return subprocess.run(
         [
             *cli,
@@ -228,7 +222,26 @@ def test_every_build_context_dockerfile_and_mounted_file_exists():
         ROOT / "mlflow/Dockerfile",
         ROOT / "hbase/Dockerfile",
         ROOT / "minio/Dockerfile",
+        ROOT / "postgres/Dockerfile",
+        ROOT / "redis/Dockerfile",
     }
+
+
+def test_every_base_image_is_a_build_arg_with_a_public_default():
+    """So `make images-offline` can swap every base for a local one: no FROM names a registry
+    image directly, and no `# syntax=` line (it would pull a frontend image)."""
+    for dockerfile in {*dockerfiles().values(), *ROOT.glob("docker/base/*.Dockerfile")}:
+        text = dockerfile.read_text()
+        assert "# syntax" not in text, dockerfile
+        args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.M))
+        stages = set(re.findall(r"^FROM \S+ AS (\w+)$", text, re.M))
+        for base in re.findall(r"^FROM (\S+)", text, re.M):
+            m = re.fullmatch(r"\$\{(\w+)\}", base)
+            assert m or base in stages, f"{dockerfile.name}: FROM {base} is not a build arg"
+            if m:
+                assert re.fullmatch(r"[a-z0-9.-]+:[\w.-]+", args.get(m.group(1), "")), (
+                    f"{dockerfile.name}: {m.group(1)} needs a public image as its default"
+                )
 
 
 def test_every_file_the_dockerfiles_copy_exists_and_is_not_ignored():
@@ -255,7 +268,8 @@ def test_every_file_the_dockerfiles_copy_exists_and_is_not_ignored():
 def test_entrypoints_are_executable_shell_scripts_that_parse():
     for script in [
         "docker/airflow-entrypoint.sh",
-        "docker/postgres-init.sh",
+        "postgres/init.sh",
+        "postgres/entrypoint.sh",
         "mlflow/entrypoint.sh",
         "hbase/entrypoint.sh",
     ]:
@@ -479,6 +493,10 @@ def test_airflow_services_carry_every_setting_the_pipeline_loads():
         for cls in (config.S3Settings, config.MlflowSettings, config.HBaseSettings):
             required = {f.alias for f in cls.model_fields.values() if f.is_required()}
             assert required - env == set(), f"{name} lacks {cls.__name__} {required - env}"
+        # Pipeline settings are optional to load but documented: the containers get each one.
+        documented = {f.alias for f in config.PipelineSettings.model_fields.values()}
+        documented &= set(env_example())
+        assert documented and documented - env == set(), f"{name} lacks {documented - env}"
 
 
 def test_airflow_services_get_every_documented_variable_the_code_reads():
@@ -506,7 +524,7 @@ def test_hbase_image_uses_bootstraps_maven_command_and_the_local_stacks_jvm_flag
         got = re.search(pattern, dockerfile)
         assert want and got, pattern
         assert got.group(0).replace('"$root/', "") == want.group(0).replace('"$root/', "")
-    assert dockerfile.startswith("# syntax") and "FROM eclipse-temurin:17-jre" in dockerfile
+    assert "ARG JRE_IMAGE=eclipse-temurin:17-jre" in dockerfile
     entry = (ROOT / "hbase/entrypoint.sh").read_text()
     block = re.search(r"JDK17_OPTS=\((.*?)\n\)", entry, re.S)
     assert block and block.group(1).split() == JDK17_OPTS
@@ -526,13 +544,17 @@ def test_python_images_install_the_pins_of_requirements():
         assert re.search(rf"^{re.escape(pkg)}==\S+$", reqs, re.M | re.I), pkg
     mlflow_df = (ROOT / "mlflow/Dockerfile").read_text()
     assert "-c /tmp/requirements.txt" in mlflow_df and '"mlflow[auth]==$mlflow"' in mlflow_df
-    assert "FROM python:3.11" in mlflow_df and "pip check" in mlflow_df
+    assert "ARG PYTHON_IMAGE=python:3.11" in mlflow_df and "pip check" in mlflow_df
     airflow_df = (ROOT / "Dockerfile.airflow").read_text()
-    assert "FROM python:3.11" in airflow_df
-    assert airflow_df.index("pip install -q -r requirements.txt") < airflow_df.index(
-        "pip install -q --no-deps ."
+    assert "ARG PYTHON_IMAGE=python:3.11" in airflow_df
+    # from the wheels only: the pins, then the package without dependencies, then pip check
+    pins = airflow_df.index(
+        "--no-index --find-links /wheels \\\n      -r /tmp/req/requirements.txt"
     )
-    assert "pip check" in airflow_df
+    package = airflow_df.index("--no-deps -w /dist /opt/diskrisk")
+    assert pins < package < airflow_df.index("--no-deps /tmp/dist/*.whl && pip check")
+    # the wheels stage builds from the same two files when no wheelhouse image is given
+    assert "pip wheel -q -w /wheels -r /tmp/req/requirements.txt" in airflow_df
     assert "COPY --chown=airflow:root airflow/dags /opt/airflow/dags" in airflow_df
     entry = (ROOT / "mlflow/entrypoint.sh").read_text()
     assert "python /opt/render_auth_config.py" in entry
@@ -544,14 +566,15 @@ def test_python_images_install_the_pins_of_requirements():
 
 
 def test_postgres_init_creates_the_local_stacks_roles_and_databases():
-    script = (ROOT / "docker/postgres-init.sh").read_text()
+    script = (ROOT / "postgres/init.sh").read_text()
     assert '"$AIRFLOW_DB_USER" "$AIRFLOW_DB_PASSWORD" "$AIRFLOW_DB_NAME"' in script
     assert (
         '"$MLFLOW_DB_USER" "$MLFLOW_DB_PASSWORD" "$MLFLOW_DB_NAME" "${MLFLOW_DB_NAME}_auth"'
         in script
     )
-    mount = services()["postgres"]["volumes"]
-    assert "./docker/postgres-init.sh:/docker-entrypoint-initdb.d/10-diskrisk.sh:ro" in mount
+    dockerfile = (ROOT / "postgres/Dockerfile").read_text()
+    assert "COPY postgres/init.sh /docker-entrypoint-initdb.d/" in dockerfile
+    assert "/docker-entrypoint-initdb.d/*.sh" in (ROOT / "postgres/entrypoint.sh").read_text()
 
 
 # --- workflows ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from diskrisk.config import (
     ConfigError,
     HBaseSettings,
     MlflowSettings,
+    PipelineSettings,
     S3Settings,
     host_port,
     load,
@@ -22,6 +23,15 @@ S3_OK = {
 }
 
 
+PIPELINE = [
+    "BACKBLAZE_SOURCE",
+    "DISKRISK_SCHEDULE",
+    "DISKRISK_ALERT_WEBHOOK",
+    "DISKRISK_LAKE_PREFIX",
+    "DISKRISK_PROMOTION_MIN_EVENTS",
+]
+
+
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path):
     """No .env and no ambient variables leak into these tests."""
@@ -34,6 +44,7 @@ def _isolated(monkeypatch, tmp_path):
         "HBASE_THRIFT_HOST",
         "HBASE_THRIFT_PORT",
         "DISKRISK_HBASE_NAMESPACE",
+        *PIPELINE,
     ]:
         monkeypatch.delenv(name, raising=False)
 
@@ -98,3 +109,75 @@ def test_host_port_requires_explicit_port():
     assert host_port("http://minio:9000") == ("minio", 9000)
     with pytest.raises(ConfigError):
         host_port("http://minio")
+
+
+# --- pipeline settings: what Airflow tasks read per run ---------------------------------------------
+def _env_file(monkeypatch, tmp_path, **values: str):
+    f = tmp_path / "pipeline.env"
+    f.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    monkeypatch.setenv("DISKRISK_ENV_FILE", str(f))
+    return f
+
+
+def test_pipeline_settings_come_from_the_env_file_when_the_environment_has_none(
+    monkeypatch, tmp_path
+):
+    """A scheduler started without BACKBLAZE_SOURCE still gives its tasks the source of .env."""
+    from diskrisk.config import lake_prefix
+    from diskrisk.pipeline import source
+
+    _env_file(
+        monkeypatch,
+        tmp_path,
+        BACKBLAZE_SOURCE="/data/backblaze",
+        DISKRISK_LAKE_PREFIX="trial/",
+        DISKRISK_ALERT_WEBHOOK="https://hooks.example/x",
+        DISKRISK_SCHEDULE="@hourly",
+    )
+    s = load(PipelineSettings)
+    assert (s.source, s.lake_prefix, s.alert_webhook, s.schedule) == (
+        "/data/backblaze",
+        "trial/",
+        "https://hooks.example/x",
+        "@hourly",
+    )
+    assert source() == "/data/backblaze" and lake_prefix() == "trial/"
+    monkeypatch.setenv("BACKBLAZE_SOURCE", "/from/environment")  # the environment wins
+    assert source() == "/from/environment"
+
+
+def test_pipeline_settings_default_to_no_source_and_no_prefix():
+    s = load(PipelineSettings)
+    assert (s.source, s.lake_prefix, s.alert_webhook, s.schedule) == ("", "", "", "@daily")
+
+
+def test_missing_source_is_named(monkeypatch, tmp_path):
+    from diskrisk.pipeline import source
+
+    f = _env_file(monkeypatch, tmp_path, BACKBLAZE_SOURCE="")
+    with pytest.raises(ConfigError, match=f"BACKBLAZE_SOURCE is not set.*{f}"):
+        source()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DISKRISK_LAKE_PREFIX", "no-trailing-slash"),
+        ("DISKRISK_LAKE_PREFIX", "/absolute/"),
+        ("DISKRISK_ALERT_WEBHOOK", "hooks.example/x"),
+    ],
+)
+def test_malformed_pipeline_setting_is_named(monkeypatch, tmp_path, name, value):
+    _env_file(monkeypatch, tmp_path, **{name: value})
+    with pytest.raises(ConfigError, match=f"{name} is invalid"):
+        load(PipelineSettings)
+
+
+def test_knob_groups_read_the_env_file_named_when_they_are_built(monkeypatch, tmp_path):
+    from diskrisk.registry import PromotionSettings
+
+    assert PromotionSettings().min_events == 10
+    _env_file(monkeypatch, tmp_path, DISKRISK_PROMOTION_MIN_EVENTS="3")
+    assert PromotionSettings().min_events == 3
+    monkeypatch.setenv("DISKRISK_PROMOTION_MIN_EVENTS", "4")
+    assert PromotionSettings().min_events == 4

@@ -68,14 +68,51 @@ def test_dag_structure():
     assert set(dag.params) == {"start", "end", "force_retrain", "families"}
 
 
-def test_params_are_validated():
+def test_params_are_validated(monkeypatch):
     from diskrisk.pipeline import run_window
 
-    os.environ.setdefault("BACKBLAZE_SOURCE", "/nonexistent")
+    monkeypatch.setenv("BACKBLAZE_SOURCE", "/nonexistent")
     assert run_window({"start": "2013-04-10", "end": None}, "2013-05-01")["end"] == "2013-04-10"
-    assert run_window({}, "2013-05-01T00:00:00+00:00")["start"] == "2013-05-01"
+    win = run_window({"start": "2013-04-10", "end": "2013-04-12"}, None, "2026-01-01T00:00:00Z")
+    assert (win["start"], win["end"], win["mode"]) == ("2013-04-10", "2013-04-12", "range")
     with pytest.raises(ValueError, match="after end"):
         run_window({"start": "2013-05-02", "end": "2013-05-01"}, "2013-05-01")
+
+
+def test_run_date_is_the_logical_date_else_run_after():
+    """Airflow 3 runs triggered without a logical date have only run_after."""
+    from datetime import date
+
+    from diskrisk.pipeline import run_date
+
+    assert run_date("2013-05-01T00:00:00+00:00", "2026-01-01T10:00:00Z") == date(2013, 5, 1)
+    assert run_date(None, "2026-01-01T10:00:00Z") == date(2026, 1, 1)
+    with pytest.raises(ValueError):
+        run_date(None, None)
+
+
+def test_catch_up_takes_the_source_days_after_the_lake_up_to_the_run_date():
+    from datetime import date
+
+    from diskrisk.pipeline import pending_days
+
+    held = [date(2013, 4, d) for d in range(10, 20)]
+    assert pending_days(held, None, date(2013, 4, 12)) == held[:3]  # empty lake: from the first
+    assert pending_days(held, date(2013, 4, 15), date(2026, 1, 1)) == held[6:]
+    assert pending_days(held, date(2013, 4, 19), date(2026, 1, 1)) == []  # nothing new
+    assert pending_days(held, date(2013, 4, 15), date(2013, 4, 15)) == []  # not after the run
+
+
+def test_no_params_and_no_source_is_a_skip_not_a_failure(monkeypatch, tmp_path):
+    from diskrisk.config import ConfigError
+    from diskrisk.pipeline import run_window
+
+    monkeypatch.delenv("BACKBLAZE_SOURCE", raising=False)
+    monkeypatch.setenv("DISKRISK_ENV_FILE", str(tmp_path / "absent.env"))
+    win = run_window({}, None, "2026-01-01T00:00:00Z")
+    assert win["start"] is None and "BACKBLAZE_SOURCE is not set" in win["skip"]
+    with pytest.raises(ConfigError, match="BACKBLAZE_SOURCE"):  # an explicit range needs one
+        run_window({"start": "2013-04-10"}, None, "2026-01-01T00:00:00Z")
 
 
 # --- end to end on the real stack -------------------------------------------------------------------
@@ -101,9 +138,23 @@ def _dags_test(env: dict[str, str], logical_date: str, conf: dict) -> str:
     return out
 
 
+@pytest.fixture
+def dag_paused(stack_env):
+    """`airflow dags test` runs the tasks in its own process; the running scheduler would also
+    schedule the tasks of that run (with `.env`'s settings) if the DAG were unpaused."""
+    from diskrisk.airflow_api import AirflowClient
+
+    client = AirflowClient.from_settings()
+    was_paused = client.wait_for_dag()["is_paused"]
+    client.set_paused(True)
+    client.settle()
+    yield
+    client.set_paused(was_paused)
+
+
 @pytest.mark.integration
 @pytest.mark.slow
-def test_end_to_end_on_real_days(stack_env, backblaze_dir, monkeypatch):
+def test_end_to_end_on_real_days(stack_env, backblaze_dir, monkeypatch, dag_paused):
     """First run trains the first champion; a later run with new days checks drift against it
     and scores the newest day; re-running the same dates changes nothing."""
     from localstack.services import airflow_env

@@ -359,3 +359,46 @@ def test_large_day_is_uploaded_in_multipart_chunks(scratch, tmp_path):
     assert head["ETag"].strip('"').endswith(f"-{parts}")  # S3 multipart ETag
     assert head["ContentLength"] == size
     assert head["Metadata"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_cli_and_dag_tasks_use_the_lake_prefix_of_the_env_file(scratch, monkeypatch, tmp_path):
+    """DISKRISK_LAKE_PREFIX given only in `.env`: `diskrisk collect` writes where the DAG's
+    tasks read, `diskrisk stats` reads what the DAG's tasks wrote, and an explicit --prefix
+    still wins."""
+    from typer.testing import CliRunner
+
+    from diskrisk import config, pipeline
+    from diskrisk.cli import app
+    from diskrisk.cli_data import _prefix
+
+    env_file = tmp_path / "prefixed.env"
+    base = Path(os.environ["DISKRISK_ENV_FILE"]).read_text()
+    env_file.write_text(f"{base}\nDISKRISK_LAKE_PREFIX={scratch}\n")
+    monkeypatch.setenv("DISKRISK_ENV_FILE", str(env_file))
+    monkeypatch.delenv("DISKRISK_LAKE_PREFIX", raising=False)
+    config.cached.cache_clear()
+    days = sorted(DATA.glob("*.csv"))[:3]
+    first_two = tmp_path / "first-two"
+    first_two.mkdir()
+    for path in days[:2]:
+        (first_two / path.name).symlink_to(path)
+    cli = CliRunner()
+    assert _prefix(None) == scratch  # else the collect below would write outside the scratch
+    res = cli.invoke(app, ["collect", str(first_two), "--chunk-mb", "5"])
+    assert res.exit_code == 0, res.output
+    assert set(lake.read_manifest(scratch)["days"]) == {p.stem for p in days[:2]}
+    assert pipeline.lake_days() == [p.stem for p in days[:2]]  # what window/build_lake read
+
+    third = days[2].stem
+    built = pipeline.build_lake(pipeline.collect(str(DATA), third, third))
+    assert built["changed"] == [third] and built["lake_days"] == 3
+    res = cli.invoke(app, ["stats", "--out", str(tmp_path / "stats")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "stats" / "stats.json").read_text())["days"] == 3
+    assert s3.head(f"{scratch}reports/stats/stats.json") is not None
+
+    explicit = f"{scratch}explicit/"
+    res = cli.invoke(app, ["collect", str(days[0]), "--prefix", explicit, "--chunk-mb", "5"])
+    assert res.exit_code == 0, res.output
+    assert set(lake.read_manifest(explicit)["days"]) == {days[0].stem}
+    assert pipeline.lake_days() == [p.stem for p in days]

@@ -42,9 +42,23 @@ def test_task_failure_is_posted(monkeypatch):
     ]
 
 
-def test_no_webhook_configured_is_a_no_op(monkeypatch):
+def test_no_webhook_configured_is_a_no_op(monkeypatch, tmp_path):
     monkeypatch.delenv("DISKRISK_ALERT_WEBHOOK", raising=False)
+    monkeypatch.setenv("DISKRISK_ENV_FILE", str(tmp_path / "absent.env"))
     assert post("hello") is False
+
+
+def test_webhook_given_only_in_the_env_file_is_posted(monkeypatch, tmp_path):
+    """Airflow tasks get the webhook from .env (DISKRISK_ENV_FILE), not their environment."""
+    srv, url = _server()
+    monkeypatch.delenv("DISKRISK_ALERT_WEBHOOK", raising=False)
+    env = tmp_path / "x.env"
+    env.write_text(f"DISKRISK_ALERT_WEBHOOK={url}\n")
+    monkeypatch.setenv("DISKRISK_ENV_FILE", str(env))
+    _Hook.received.clear()
+    assert post("from the env file") is True
+    srv.shutdown()
+    assert _Hook.received == [{"text": "from the env file"}]
 
 
 def test_unreachable_webhook_does_not_raise():

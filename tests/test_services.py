@@ -240,3 +240,34 @@ def test_airflow_api_health_and_auth(stack_env):
         headers={"Authorization": f"Bearer {token.json()['access_token']}"},
     )
     assert dags.status_code == 200
+
+
+def test_airflow_components_report_healthy_including_the_triggerer(stack_env):
+    """The UI's health panel: scheduler, dag-processor and triggerer all heartbeat."""
+    api = stack_env["AIRFLOW_API_URL"].rstrip("/")
+    health = requests.get(f"{api}/api/v2/monitor/health", timeout=10).json()
+    for component in ("scheduler", "dag_processor", "triggerer"):
+        assert health[component]["status"] == "healthy", (component, health)
+
+
+def test_airflow_processes_do_not_inherit_the_callers_pipeline_settings(monkeypatch):
+    """`BACKBLAZE_SOURCE=... scripts/stack up` must not pin the scheduler to that shell's value:
+    its tasks read the pipeline settings from .env."""
+    from localstack.proc import inherited
+    from localstack.services import all_services
+
+    monkeypatch.setenv("BACKBLAZE_SOURCE", "/from/the/shell")
+    monkeypatch.setenv("DISKRISK_TRAIN_SEED", "3")
+    monkeypatch.setenv("DISKRISK_LAKE_PREFIX", "shell/")
+    monkeypatch.setenv("PATH_LIKE_OTHER", "kept")
+    services = {s.name: s for s in all_services()}
+    assert {"airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"} <= set(services)
+    for name, svc in services.items():
+        env = inherited(svc)
+        assert env["PATH_LIKE_OTHER"] == "kept"
+        if name.startswith("airflow-"):
+            assert not {"BACKBLAZE_SOURCE", "DISKRISK_TRAIN_SEED", "DISKRISK_LAKE_PREFIX"} & set(
+                env
+            )
+        else:
+            assert env["BACKBLAZE_SOURCE"] == "/from/the/shell"

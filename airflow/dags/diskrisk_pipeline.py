@@ -1,21 +1,51 @@
 """diskrisk: Backblaze days → lake → drift → challengers → promotion → risk scores in HBase.
 
-Each task is one call into ``diskrisk.pipeline``; nothing heavy happens at import. The run's
-logical date selects the day to collect (UI-trigger params ``start``/``end`` select a range, which
-is also how a backfill over many days works in one run).
+Each task is one call into ``diskrisk.pipeline``; nothing heavy happens at import.
+
+**Which days a run collects** (task ``window``):
+
+* params ``start``/``end`` given (UI trigger, REST API, backfill): exactly that range
+  (``end`` defaults to ``start``), whatever the lake already holds.
+* no ``start`` (the daily schedule, or a trigger with the dates left empty): a *catch-up* —
+  every day ``BACKBLAZE_SOURCE`` holds that is newer than the lake's newest day and not after
+  ``end`` or else the run's date (its logical date; for a run triggered without one, its
+  ``run_after``). So the schedule works for a folder filled day by day as well as for a
+  quarterly zip: each run takes whatever is new.
+* nothing new (e.g. unpausing the DAG schedules a run for today while the lake already holds
+  every day of the source), or no source configured: ``window`` is **skipped** with a log line
+  naming the run's date, the source and its days, and the lake's newest day; every other task
+  is skipped with it and the run ends successfully without doing anything. With
+  ``force_retrain`` the run works on the lake's newest day instead.
+
+Settings (``BACKBLAZE_SOURCE``, ``DISKRISK_LAKE_PREFIX``, ...) are read by each task from the
+environment, then from the `.env` named by ``DISKRISK_ENV_FILE`` (``diskrisk.config``), so an
+edit of `.env` reaches the next run without restarting Airflow. ``DISKRISK_SCHEDULE`` is read
+the same way when the file is parsed.
 """
 
 from __future__ import annotations
 
 import os
 from datetime import timedelta
+from pathlib import Path
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-FAMILIES = ["coxph", "weibull_aft", "coxnet", "gbsa", "rsf", "km", "ensemble"]
-# What holds up out of time (bench/quality.py); the others stay selectable.
-DEFAULT_FAMILIES = ["coxnet", "coxph", "weibull_aft", "ensemble", "km"]
+from diskrisk.families import DEFAULT_FAMILIES, FAMILIES
+
+
+def _setting(name: str, default: str) -> str:
+    """A setting at parse time, cheaply: the environment, then DISKRISK_ENV_FILE (as
+    diskrisk.config does, without importing it)."""
+    if os.environ.get(name):
+        return os.environ[name]
+    from dotenv import dotenv_values
+
+    path = Path(os.environ.get("DISKRISK_ENV_FILE", ".env"))
+    value = dotenv_values(path).get(name) if path.is_file() else None
+    return value or default
 
 
 def _on_failure(context) -> None:  # type: ignore[no-untyped-def]
@@ -26,7 +56,7 @@ def _on_failure(context) -> None:  # type: ignore[no-untyped-def]
 
 @dag(
     dag_id="diskrisk_pipeline",
-    schedule=os.environ.get("DISKRISK_SCHEDULE", "@daily"),
+    schedule=_setting("DISKRISK_SCHEDULE", "@daily"),
     start_date=pendulum.datetime(2013, 4, 10, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -44,21 +74,23 @@ def _on_failure(context) -> None:  # type: ignore[no-untyped-def]
             None,
             type=["null", "string"],
             format="date",
-            description="First day to collect (default: the run's logical date)",
+            description="First day to collect (empty: catch up on the days the source holds "
+            "that are newer than the lake's newest day)",
         ),
         "end": Param(
             None,
             type=["null", "string"],
             format="date",
-            description="Last day to collect (default: start)",
+            description="Last day to collect (default: start; without start: the newest day "
+            "a catch-up may take, default the run's date)",
         ),
         "force_retrain": Param(
             False, type="boolean", description="Train challengers even without new data or drift"
         ),
         "families": Param(
-            DEFAULT_FAMILIES,
+            list(DEFAULT_FAMILIES),
             type="array",
-            items={"type": "string", "enum": FAMILIES},
+            items={"type": "string", "enum": list(FAMILIES)},
             minItems=1,
             description="Model families to train as challengers",
         ),
@@ -71,7 +103,12 @@ def diskrisk_pipeline():
         from diskrisk.pipeline import run_window
 
         ctx = get_current_context()
-        return run_window(ctx["params"], ctx["logical_date"])
+        # Airflow 3 runs may have no logical date (a trigger with the date left empty): then
+        # the context has no "logical_date" and the run's date is its run_after.
+        win = run_window(ctx["params"], ctx.get("logical_date"), ctx["dag_run"].run_after)
+        if win.get("skip"):
+            raise AirflowSkipException(win["skip"])
+        return win
 
     @task
     def collect(win: dict) -> dict:
@@ -112,9 +149,17 @@ def diskrisk_pipeline():
 
     @task
     def dataset() -> str:
-        from diskrisk.pipeline import dataset
+        from diskrisk.pipeline import dataset, short_lake
+        from diskrisk.train import ShortLakeError
 
-        return dataset()
+        try:
+            return dataset()
+        except ShortLakeError as exc:
+            # more days fix it, a retry does not: skip training if a champion can still
+            # score, else fail now (no retries) with the reason
+            if reason := short_lake(exc):
+                raise AirflowSkipException(reason) from exc
+            raise AirflowFailException(f"{exc}; no champion yet: collect more days") from exc
 
     @task
     def families() -> list[str]:

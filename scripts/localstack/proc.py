@@ -39,6 +39,9 @@ class Service:
     after: Callable[[], None] | None = None
     user: str | None = None
     timeout: float = 180.0
+    # Names (or name prefixes ending in "_") of the caller's variables the service must not
+    # inherit: it reads them from `.env` itself, where an edit takes effect without a restart.
+    scrub: tuple[str, ...] = ()
 
     @property
     def pidfile(self) -> Path:
@@ -61,6 +64,15 @@ def pid_of(svc: Service) -> int | None:
     return pid
 
 
+def inherited(svc: Service) -> dict[str, str]:
+    """The caller's environment minus the variables the service reads from `.env` itself."""
+
+    def scrubbed(name: str) -> bool:
+        return any(name == s or (s.endswith("_") and name.startswith(s)) for s in svc.scrub)
+
+    return {k: v for k, v in os.environ.items() if not scrubbed(k)}
+
+
 def start(svc: Service) -> str:
     """Start a service unless it already runs, then wait until it is ready."""
     for d in (LOGS, RUN, DATA):
@@ -72,7 +84,7 @@ def start(svc: Service) -> str:
         return "already running"
     if svc.prepare:
         svc.prepare()
-    env = {**os.environ, **svc.env}
+    env = {**inherited(svc), **svc.env}
     argv = svc.argv
     if svc.user and os.geteuid() == 0:
         argv = ["setpriv", f"--reuid={svc.user}", f"--regid={svc.user}", "--init-groups", *argv]

@@ -371,6 +371,23 @@ def mlflow(e: dict[str, str]) -> Service:
 
 
 # --- Airflow 3 ---------------------------------------------------------------------------------------
+# What the pipeline reads per run. Airflow's processes do not inherit these from whoever ran
+# `scripts/stack up` (e.g. `BACKBLAZE_SOURCE=... make demo`): their tasks read them from `.env`
+# (DISKRISK_ENV_FILE), so the scheduler sees what `.env` says now, not a shell's leftovers.
+PIPELINE_VARS = (
+    "BACKBLAZE_SOURCE",
+    "DISKRISK_SCHEDULE",
+    "DISKRISK_ALERT_WEBHOOK",
+    "DISKRISK_LAKE_PREFIX",
+    "DISKRISK_MODEL_NAME",
+    "DISKRISK_EXPERIMENT",
+    "DISKRISK_HBASE_NAMESPACE",
+    "DISKRISK_TRAIN_",
+    "DISKRISK_PROMOTION_",
+    "DISKRISK_DRIFT_",
+)
+
+
 def airflow_env(e: dict[str, str]) -> dict[str, str]:
     home = STATE / "airflow"
     api = e["AIRFLOW_API_URL"].rstrip("/")
@@ -416,17 +433,20 @@ def airflow_api(e: dict[str, str]) -> Service:
         prepare=lambda: airflow_migrate(e),
         ready=lambda: _http_ok(f"{api}/api/v2/monitor/health"),
         timeout=300,
+        scrub=PIPELINE_VARS,
     )
 
 
 def airflow_component(e: dict[str, str], component: str) -> Service:
-    """Scheduler and dag-processor have no port: ready once they stayed up for a few seconds."""
+    """Scheduler, dag-processor and triggerer have no port: ready once they stayed up for a
+    few seconds."""
     svc = Service(
         name=f"airflow-{component}",
         argv=[str(VENV_BIN / "airflow"), component],
         env=airflow_env(e),
         ready=lambda: False,
         timeout=60,
+        scrub=PIPELINE_VARS,
     )
     svc.ready = lambda: time.time() - svc.pidfile.stat().st_mtime > 10
     return svc
@@ -444,4 +464,5 @@ def all_services() -> list[Service]:
         airflow_api(e),
         airflow_component(e, "scheduler"),
         airflow_component(e, "dag-processor"),
+        airflow_component(e, "triggerer"),
     ]

@@ -17,6 +17,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 app = typer.Typer(help="Backblaze data stage: collect, validate, lake, stats, datasets.")
 console = Console(stderr=True)
+PREFIX_HELP = "key prefix inside the bucket (default: DISKRISK_LAKE_PREFIX, as the DAG uses)"
+
+
+def _prefix(given: str | None) -> str:
+    """An explicit --prefix, else the DAG's: DISKRISK_LAKE_PREFIX (environment, then .env)."""
+    if given is not None:
+        return given
+    from diskrisk.config import lake_prefix
+
+    return lake_prefix()
 
 
 def _progress() -> Progress:
@@ -32,7 +42,7 @@ def _progress() -> Progress:
 @app.command()
 def collect(
     source: str = typer.Argument(..., help="folder of daily CSVs, one CSV, or a zip (path/URL)"),
-    prefix: str = typer.Option("", help="key prefix inside the bucket (e.g. for tests)"),
+    prefix: str | None = typer.Option(None, help=PREFIX_HELP),
     chunk_mb: int = typer.Option(16, help="multipart upload chunk size in MiB (>= 5)"),
     raw_only: bool = typer.Option(False, help="only copy to raw/, skip validation and lake"),
     force: bool = typer.Option(False, help="re-validate days even when raw is unchanged"),
@@ -42,6 +52,7 @@ def collect(
     from diskrisk.validate import DataError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    where = _prefix(prefix)
     chunk = chunk_mb * ingest.MIB
     with _progress() as prog:
         task = prog.add_task("collect → lake", total=None)
@@ -52,12 +63,12 @@ def collect(
         try:
             if raw_only:
                 summary = ingest.collect(
-                    source, prefix=prefix, chunk_size=chunk, on_day=lambda r: step("collect", r)
+                    source, prefix=where, chunk_size=chunk, on_day=lambda r: step("collect", r)
                 )
                 result = summary.as_dict()
             else:
                 psum = lake.process(
-                    source, prefix=prefix, chunk_size=chunk, force=force, on_step=step
+                    source, prefix=where, chunk_size=chunk, force=force, on_step=step
                 )
                 result = psum.as_dict()
         except DataError as err:
@@ -72,14 +83,14 @@ def collect(
 @app.command()
 def stats(
     out: Path = typer.Option(Path("reports/stats"), help="local output directory"),
-    prefix: str = typer.Option("", help="key prefix inside the bucket"),
+    prefix: str | None = typer.Option(None, help=PREFIX_HELP),
     root: Path | None = typer.Option(None, help="read a local lake directory instead of S3"),
 ) -> None:
     """Lake statistics (JSON) and per-day plots (PNG), also uploaded to reports/stats/."""
     from diskrisk import stats as st
 
     with console.status("computing lake statistics"):
-        result = st.run(out, prefix=prefix, root=root)
+        result = st.run(out, prefix=_prefix(prefix), root=root)
     typer.echo(json.dumps({k: v for k, v in result.items() if k != "na_rate"}, indent=1))
 
 
@@ -89,7 +100,7 @@ def preprocess(
     lookback: int = typer.Option(30, help="look-back window in days"),
     out: str = typer.Option(..., help="output Parquet (local path or s3://bucket/key)"),
     end: str | None = typer.Option(None, help="ignore follow-up after this day"),
-    prefix: str = typer.Option("", help="key prefix inside the bucket"),
+    prefix: str | None = typer.Option(None, help=PREFIX_HELP),
     root: Path | None = typer.Option(None, help="read a local lake directory instead of S3"),
 ) -> None:
     """Build the landmark survival dataset at CUTOFF and write it as Parquet."""
@@ -99,7 +110,7 @@ def preprocess(
     from diskrisk import s3, survival
 
     with console.status(f"survival dataset at {cutoff}"):
-        df = survival.survival_dataset(cutoff, lookback, end=end, prefix=prefix, root=root)
+        df = survival.survival_dataset(cutoff, lookback, end=end, prefix=_prefix(prefix), root=root)
     table = pa.Table.from_pandas(df, preserve_index=False)
     if out.startswith("s3://"):
         pq.write_table(

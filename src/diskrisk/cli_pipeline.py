@@ -220,3 +220,91 @@ def report() -> None:
 
     console.print(f"MLflow UI:  {load(MlflowSettings).tracking_uri}")
     console.print(f"Airflow UI: {load(AirflowSettings).api_url}")
+
+
+# --- Airflow: a run on the running scheduler, as a user's trigger makes it ----------------------------
+def ready_dag(client, out: Console | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Wait for the DAG to be parsed; unpause it and let the run the scheduler then creates for
+    the latest interval (a catch-up, usually skipped) finish before anything is triggered."""
+    out = out or console
+    dag = client.wait_for_dag()
+    if dag["is_paused"]:
+        client.set_paused(False)
+        out.print(f"unpaused {dag['dag_id']}")
+    shown: set[str] = set()
+
+    def waiting(active: list[dict]) -> None:
+        for r in active:
+            if r["dag_run_id"] not in shown:
+                shown.add(r["dag_run_id"])
+                out.print(f"waiting for {r['run_type']} run {r['dag_run_id']} ({r['state']})")
+
+    client.settle(on_wait=waiting)
+
+
+def follow_run(client, run_id: str, timeout: float = 3600.0, out: Console | None = None) -> dict:  # type: ignore[no-untyped-def]
+    """Poll a run until it finishes, printing each task's state changes and a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from diskrisk.airflow_api import summarize
+
+    out = out or console
+    done_states = {"success", "failed", "skipped", "upstream_failed", "removed"}
+    last: dict[str, str] = {}
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=out,
+        transient=not out.is_terminal,
+        disable=not out.is_terminal,
+    ) as progress:
+        bar = progress.add_task(run_id, total=None)
+
+        def changed(run: dict, tis: list[dict]) -> None:
+            states = summarize(tis)
+            for task_id, state in states.items():
+                if last.get(task_id) != state and state != "none":
+                    colour = {"success": "green", "failed": "red", "skipped": "magenta"}.get(
+                        state, "cyan"
+                    )
+                    out.print(f"  {task_id:<28} [{colour}]{state}[/{colour}]")
+            last.update(states)
+            finished = sum(s in done_states for s in states.values())
+            progress.update(
+                bar, total=len(states), completed=finished, description=f"{run_id}: {run['state']}"
+            )
+
+        run = client.wait(run_id, timeout=timeout, on_change=changed)
+    colour = "green" if run["state"] == "success" else "red"
+    out.print(f"run {run_id}: [{colour}]{run['state']}[/{colour}]")
+    return run
+
+
+@app.command()
+def trigger(
+    start: str = typer.Option(None, help="first day to collect (default: catch up)"),
+    end: str = typer.Option(None, help="last day to collect (default: start, or the run's date)"),
+    families: list[str] = typer.Option(None, "--family", help="model family (repeatable)"),
+    force_retrain: bool = typer.Option(False, help="train challengers even without new data"),
+    wait: bool = typer.Option(True, help="follow the run until it finishes"),
+    timeout: float = typer.Option(3600.0, help="seconds to wait for the run"),
+) -> None:
+    """Trigger diskrisk_pipeline on the running Airflow (REST API, no logical date, like the
+    UI's Trigger button) and follow it. Exit status 1 when the run fails."""
+    from diskrisk.airflow_api import AirflowClient
+
+    client = AirflowClient.from_settings()
+    ready_dag(client)
+    conf: dict = {"force_retrain": force_retrain}
+    if start:
+        conf["start"] = start
+    if end:
+        conf["end"] = end
+    if families:
+        conf["families"] = families
+    run = client.trigger(conf)
+    console.print(f"triggered {run['dag_run_id']} with {json.dumps(conf)}")
+    if wait and follow_run(client, run["dag_run_id"], timeout)["state"] != "success":
+        raise typer.Exit(1)

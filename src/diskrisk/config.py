@@ -14,8 +14,13 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import AnyHttpUrl, Field, PositiveInt, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AnyHttpUrl, Field, PositiveInt, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -75,6 +80,54 @@ class AirflowSettings(_Base):
     api_url: AnyHttpUrl = Field(alias="AIRFLOW_API_URL")
 
 
+class AirflowAdminSettings(_Base):
+    """Who triggers DAG runs through Airflow's REST API (the demo, the tests, `diskrisk trigger`)."""
+
+    api_url: AnyHttpUrl = Field(alias="AIRFLOW_API_URL")
+    username: str = Field(alias="AIRFLOW_ADMIN_USERNAME", min_length=1)
+    password: SecretStr = Field(alias="AIRFLOW_ADMIN_PASSWORD", min_length=8)
+
+
+class PipelineSettings(_Base):
+    """What the pipeline reads per run. Airflow tasks load it like every other group (the
+    environment, then ``DISKRISK_ENV_FILE``), so an edit of `.env` reaches the next task of the
+    running scheduler without a restart."""
+
+    source: str = Field(default="", alias="BACKBLAZE_SOURCE")
+    schedule: str = Field(default="@daily", alias="DISKRISK_SCHEDULE", min_length=1)
+    alert_webhook: str = Field(default="", alias="DISKRISK_ALERT_WEBHOOK")
+    lake_prefix: str = Field(default="", alias="DISKRISK_LAKE_PREFIX", pattern=r"^([^/].*/)?$")
+
+    @field_validator("alert_webhook")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL or empty")
+        return value
+
+
+class EnvFileSettings(BaseSettings):
+    """Base of the optional knob groups (``DISKRISK_TRAIN_*``, ``DISKRISK_PROMOTION_*``,
+    ``DISKRISK_DRIFT_*``): the environment, then the `.env` that ``DISKRISK_ENV_FILE`` names at
+    the time the settings are built (not at import), then the defaults."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            DotEnvSettingsSource(settings_cls, env_file=env_file()),
+            file_secret_settings,
+        )
+
+
 class HBaseSettings(_Base):
     thrift_host: str = Field(alias="HBASE_THRIFT_HOST", min_length=1)
     thrift_port: PositiveInt = Field(alias="HBASE_THRIFT_PORT", lt=65536)
@@ -82,17 +135,21 @@ class HBaseSettings(_Base):
     batch_size: PositiveInt = Field(default=5000, alias="DISKRISK_HBASE_BATCH_SIZE")
 
 
-class PostgresSettings(_Base):
-    host: str = Field(alias="POSTGRES_HOST", min_length=1)
-    port: PositiveInt = Field(alias="POSTGRES_PORT", lt=65536)
-    user: str = Field(alias="POSTGRES_USER", min_length=1)
-    password: SecretStr = Field(alias="POSTGRES_PASSWORD", min_length=8)
+class ProvenanceSettings(_Base):
+    """What MLflow runs are tagged with when the code is not a git checkout (images)."""
+
+    git_revision: str = Field(default="", alias="DISKRISK_GIT_REVISION")
 
 
 def lake_prefix() -> str:
-    """Key prefix inside the bucket (DISKRISK_LAKE_PREFIX, default none): lets trials and tests
-    run beside production data in one bucket."""
-    return os.environ.get("DISKRISK_LAKE_PREFIX", "")
+    """Key prefix inside the bucket (DISKRISK_LAKE_PREFIX, default none, else ending in "/"):
+    lets trials and tests run beside production data in one bucket."""
+    return load(PipelineSettings).lake_prefix
+
+
+def git_revision() -> str:
+    """DISKRISK_GIT_REVISION (the environment, then the env file), or "" when unset."""
+    return load(ProvenanceSettings).git_revision
 
 
 def env_file() -> Path:

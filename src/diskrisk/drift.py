@@ -23,7 +23,9 @@ import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from diskrisk.config import EnvFileSettings
 
 # Evidently tests whose statistic is a p-value: drift when it falls *below* the threshold.
 # For the others (PSI, Jensen-Shannon, Wasserstein, ...) it is a distance: drift when at or above.
@@ -57,7 +59,7 @@ def drift_features(columns: list[str]) -> tuple[list[str], list[str]]:
     return numeric, [c for c in columns if c == "vendor"]
 
 
-class DriftSettings(BaseSettings):
+class DriftSettings(EnvFileSettings):
     """Thresholds, overridable from the environment (DISKRISK_DRIFT_*)."""
 
     model_config = SettingsConfigDict(env_prefix="DISKRISK_DRIFT_", extra="ignore")

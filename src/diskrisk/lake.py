@@ -329,25 +329,6 @@ def connect(
     return con
 
 
-def read_lake(
-    columns: list[str] | None = None,
-    start: date | None = None,
-    end: date | None = None,
-    *,
-    prefix: str = "",
-    root: str | Path | None = None,
-) -> pa.Table:
-    """Rows between ``start`` and ``end`` (inclusive) as an Arrow table; for small slices."""
-    d = dataset(prefix, root)
-    flt = None
-    if start is not None:
-        flt = ds.field("date") >= pa.scalar(start, pa.date32())
-    if end is not None:
-        e = ds.field("date") <= pa.scalar(end, pa.date32())
-        flt = e if flt is None else flt & e
-    return d.to_table(columns=columns, filter=flt)
-
-
 def lake_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Column names of the ``lake`` view."""
     return [r[0] for r in con.execute("DESCRIBE SELECT * FROM lake").fetchall()]

@@ -66,6 +66,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
+from diskrisk.families import registry as family_registry
+
 DURATION = "duration_days"
 EVENT = "event"
 SMART_COLUMN = re.compile(r"^smart_\d+_raw(_d7|_d30)?$")
@@ -753,7 +755,12 @@ class KaplanMeierModel(RiskModel):
             ok = np.isfinite(entry) & np.isfinite(exit_)
             if ok.sum() < 2 or not event[ok].any():
                 raise ModelError("km(time_scale='age') needs entry/exit ages with events")
-            self.age_ = KaplanMeierFitter().fit(exit_[ok], event[ok], entry=entry[ok])
+            from lifelines.exceptions import StatError
+
+            try:
+                self.age_ = KaplanMeierFitter().fit(exit_[ok], event[ok], entry=entry[ok])
+            except StatError as exc:  # e.g. a short window: too few early entries per event
+                raise ModelError(f"km(time_scale='age'): {exc}") from None
         self.input_columns_ = ["age_days"]  # read only on the age scale; keeps a signature
 
     def _survival(self, X, df, h):
@@ -843,18 +850,9 @@ class EnsembleModel(RiskModel):
 
 # --------------------------------------------------------------------------- registry
 
-FAMILIES: dict[str, type[RiskModel]] = {
-    cls.family: cls
-    for cls in (
-        CoxPHModel,
-        WeibullAFTModel,
-        RSFModel,
-        GBSAModel,
-        CoxnetModel,
-        KaplanMeierModel,
-        EnsembleModel,
-    )
-}
+FAMILIES: dict[str, type[RiskModel]] = family_registry(
+    CoxPHModel, WeibullAFTModel, RSFModel, GBSAModel, CoxnetModel, KaplanMeierModel, EnsembleModel
+)
 
 
 def make_model(family: str, params: Mapping[str, Any] | None = None) -> RiskModel:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import urllib.request
 from typing import Any
 
@@ -17,7 +16,14 @@ def message(dag_id: str, task_id: str, run_id: str, error: object) -> str:
 
 def post(text: str, url: str | None = None, timeout: float = 10.0) -> bool:
     """POST ``{"text": ...}`` (Slack/Teams/Mattermost incoming-webhook shape); never raises."""
-    url = url or os.environ.get("DISKRISK_ALERT_WEBHOOK")
+    if url is None:
+        from diskrisk.config import ConfigError, PipelineSettings, load
+
+        try:
+            url = load(PipelineSettings).alert_webhook
+        except ConfigError as exc:  # a bad setting must not hide the task's own failure
+            log.warning("alert webhook not used: %s", exc)
+            return False
     if not url:
         return False
     req = urllib.request.Request(

@@ -7,7 +7,6 @@ or an operator does. Data moves between tasks through S3 keys and MLflow, never 
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from collections.abc import Callable
 from datetime import date
@@ -17,28 +16,107 @@ from typing import Any
 import pandas as pd
 
 from diskrisk import lake
-from diskrisk.config import ConfigError, MlflowSettings, S3Settings, cached, lake_prefix
+from diskrisk.config import (
+    ConfigError,
+    MlflowSettings,
+    PipelineSettings,
+    S3Settings,
+    cached,
+    env_file,
+    lake_prefix,
+    load,
+)
 
 log = logging.getLogger(__name__)
 
 
 # --- data ------------------------------------------------------------------------------------------
 def source() -> str:
-    """Where Backblaze days come from: a folder, a quarterly zip, a URL or one CSV."""
-    src = os.environ.get("BACKBLAZE_SOURCE")
+    """Where Backblaze days come from: a folder, a quarterly zip, a URL or one CSV
+    (``BACKBLAZE_SOURCE``: the environment, then the `.env` of ``DISKRISK_ENV_FILE``)."""
+    src = load(PipelineSettings).source
     if not src:
-        raise ConfigError("BACKBLAZE_SOURCE is not set (a folder, a zip, a URL or a CSV)")
+        raise ConfigError(
+            f"BACKBLAZE_SOURCE is not set (a folder, a zip, a URL or a CSV; environment or {env_file()})"
+        )
     return src
 
 
-def run_window(params: dict[str, Any], logical_date: Any) -> dict[str, Any]:
-    """The days a run collects: UI params win over the logical date; validated here."""
-    start = params.get("start") or pd.Timestamp(logical_date).date().isoformat()
-    end = params.get("end") or start
-    lo, hi = date.fromisoformat(start), date.fromisoformat(end)
-    if lo > hi:
-        raise ValueError(f"start {lo} is after end {hi}")
-    return {"source": source(), "start": lo.isoformat(), "end": hi.isoformat()}
+def run_date(logical_date: Any, run_after: Any) -> date:
+    """The day a run stands for: its logical date, else (a run triggered with no logical date,
+    which Airflow 3 allows) the time it was queued to run after."""
+    when = logical_date if logical_date is not None else run_after
+    if when is None:
+        raise ValueError("a run needs a logical date or a run_after")
+    return pd.Timestamp(when).date()
+
+
+def pending_days(held: list[date], newest_in_lake: date | None, until: date) -> list[date]:
+    """Catch-up: the days a source holds that are newer than the lake's newest day and not
+    after ``until``."""
+    return sorted(d for d in held if (newest_in_lake is None or d > newest_in_lake) and d <= until)
+
+
+def run_window(params: dict[str, Any], logical_date: Any, run_after: Any = None) -> dict[str, Any]:
+    """The days a run collects.
+
+    With ``start`` (and optionally ``end``, default ``start``) the run collects exactly that
+    range. Without ``start`` it catches up: every day the source holds that is newer than the
+    lake's newest day and not after ``end`` (default: the run's date). When there is nothing to
+    catch up (or no source is configured), the result carries ``skip`` with the reason and no
+    range; a range without a source is a configuration error.
+    """
+    if not params.get("start") and not load(PipelineSettings).source:
+        # The shipped configuration has no source (the demo sets one): a scheduled run then
+        # has nothing to catch up, which is not a failure of the run.
+        reason = f"nothing to collect: BACKBLAZE_SOURCE is not set (environment or {env_file()})"
+        log.warning(reason)
+        return {"source": "", "start": None, "end": None, "mode": "catch-up", "skip": reason}
+    src = source()
+    if params.get("start"):
+        lo = date.fromisoformat(params["start"])
+        hi = date.fromisoformat(params.get("end") or params["start"])
+        if lo > hi:
+            raise ValueError(f"start {lo} is after end {hi}")
+        return {"source": src, "start": lo.isoformat(), "end": hi.isoformat(), "mode": "range"}
+    from diskrisk.ingest import days_of
+
+    until = (
+        date.fromisoformat(params["end"])
+        if params.get("end")
+        else run_date(logical_date, run_after)
+    )
+    with days_of(src) as files:
+        held = sorted({f.day for f in files})
+    in_lake = lake_days()
+    newest = date.fromisoformat(in_lake[-1]) if in_lake else None
+    days = pending_days(held, newest, until)
+    if not days and newest and params.get("force_retrain"):
+        log.info("nothing new in %s; force_retrain: working on the lake's newest day", src)
+        days = [newest]
+    if not days:
+        span = f"{held[0]} .. {held[-1]}" if held else "no days"
+        reason = (
+            f"nothing new to collect up to {until}: {src} holds {span}, "
+            f"the lake's newest day is {newest or 'none (empty lake)'}"
+        )
+        log.info(reason)
+        return {"source": src, "start": None, "end": None, "mode": "catch-up", "skip": reason}
+    log.info(
+        "catch-up from %s: %d day(s) %s .. %s (lake's newest day: %s, run date %s)",
+        src,
+        len(days),
+        days[0],
+        days[-1],
+        newest or "none",
+        until,
+    )
+    return {
+        "source": src,
+        "start": days[0].isoformat(),
+        "end": days[-1].isoformat(),
+        "mode": "catch-up",
+    }
 
 
 def collect(src: str, start: str | None = None, end: str | None = None) -> dict[str, Any]:
@@ -160,9 +238,27 @@ def should_retrain(drift_result: dict[str, Any], force: bool = False) -> bool:
 
 # --- training -----------------------------------------------------------------------------------------
 def dataset(cutoff: str | None = None) -> str:
+    """The training tables (:func:`diskrisk.train.prepare_dataset`) as a JSON reference.
+
+    A lake too short for the out-of-time test windows raises
+    :class:`diskrisk.train.ShortLakeError`; :func:`short_lake` says what the DAG does then."""
     from diskrisk.train import prepare_dataset
 
     return prepare_dataset(cutoff, prefix=lake_prefix()).to_json()
+
+
+def short_lake(error: Exception) -> str | None:
+    """On a lake too short to train on: the reason to skip training when a champion exists (it
+    keeps scoring; the next longer lake trains), or None when there is none (the run must fail:
+    nothing could score)."""
+    from diskrisk.registry import CHAMPION, alias_version
+    from diskrisk.tracking import connect
+
+    name = cached(MlflowSettings).model_name
+    version = alias_version(connect(), name, CHAMPION)
+    if version is None:
+        return None
+    return f"{error}; training skipped, champion {name} v{version.version} keeps scoring"
 
 
 def train(family: str, dataset_ref: str, params: dict[str, Any] | None = None) -> dict[str, Any]:

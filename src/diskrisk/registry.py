@@ -17,12 +17,14 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from diskrisk.config import EnvFileSettings
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
-class PromotionSettings(BaseSettings):
+class PromotionSettings(EnvFileSettings):
     """The promotion rule's knobs (DISKRISK_PROMOTION_*)."""
 
     model_config = SettingsConfigDict(env_prefix="DISKRISK_PROMOTION_", extra="ignore")

@@ -95,11 +95,6 @@ def smart_ids(columns: Iterable[str]) -> list[int]:
     return sorted(ids)
 
 
-def smart_columns(ids: Iterable[int], kind: str = "raw") -> list[str]:
-    """Column names ``smart_<id>_<kind>`` for the given ids."""
-    return [f"smart_{i}_{kind}" for i in ids]
-
-
 def missing_required(columns: Iterable[str]) -> list[str]:
     """Required columns absent from a header, in contract order."""
     present = set(columns)

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,16 +24,18 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from diskrisk import lake, oot, s3
-from diskrisk.config import MlflowSettings, S3Settings, cached, lake_prefix
+from diskrisk.config import EnvFileSettings, MlflowSettings, S3Settings, cached, lake_prefix
+from diskrisk.config import git_revision as configured_revision
 from diskrisk.evaluate import (
     permutation_importance,
     plot_calibration,
     plot_importance,
     plot_km_by_vendor,
 )
+from diskrisk.families import DEFAULT_FAMILIES
 from diskrisk.models import RiskModel, make_model, warm_start
 from diskrisk.pyfunc import HORIZONS, pyfunc_kwargs
 from diskrisk.registry import (
@@ -51,14 +52,12 @@ from diskrisk.tracking import connect, drift_experiment
 log = logging.getLogger(__name__)
 
 
-class TrainSettings(BaseSettings):
+class TrainSettings(EnvFileSettings):
     """Training knobs (DISKRISK_TRAIN_*); families and params can be overridden per run."""
 
     model_config = SettingsConfigDict(env_prefix="DISKRISK_TRAIN_", extra="ignore")
-    # chosen out of time on the real 2013 days (bench/quality.py): the linear families and
-    # their rank average hold up, gbsa/rsf do not beat them and cost up to 100x the fit time;
-    # km is the reference every model must beat.
-    families: list[str] = ["coxnet", "coxph", "weibull_aft", "ensemble", "km"]
+    # DEFAULT_FAMILIES: chosen out of time (see diskrisk.families)
+    families: list[str] = Field(default_factory=lambda: list(DEFAULT_FAMILIES))
     lookback_days: int = Field(30, ge=1)
     landmark_step_days: int = Field(7, ge=1, description="days between stacked training snapshots")
     oot_origins: int = Field(2, ge=1, description="rolling origins of the out-of-time evaluation")
@@ -105,6 +104,27 @@ class Challenger:
 
 
 # --- dataset ---------------------------------------------------------------------------------------
+class ShortLakeError(RuntimeError):
+    """The lake's days cannot hold the out-of-time test windows after a training window: no
+    challenger can be trained or judged on it (more days, not a retry, fix it)."""
+
+
+def training_plan(days: list[str], settings: TrainSettings | None = None) -> oot.Plan:
+    """The landmarks and rolling-origin splits of ``days`` (sorted lake days) under ``settings``;
+    :class:`ShortLakeError` when there are too few days for them."""
+    t = settings or TrainSettings()
+    try:
+        return oot.plan(
+            days, step=t.landmark_step_days, n_origins=t.oot_origins, block=t.oot_block_days
+        )
+    except (ValueError, IndexError) as exc:
+        last = days[-1] if days else "-"
+        raise ShortLakeError(
+            f"{len(days)} lake days up to {last} cannot hold {t.oot_origins} out-of-time test "
+            f"windows after a training window: {exc}"
+        ) from exc
+
+
 def prepare_dataset(
     cutoff: date | str | None = None,
     prefix: str | None = None,
@@ -121,15 +141,7 @@ def prepare_dataset(
     if not days:
         raise RuntimeError(f"no lake day on or before {cutoff}")
     cut = days[-1]
-    try:
-        p = oot.plan(
-            days, step=t.landmark_step_days, n_origins=t.oot_origins, block=t.oot_block_days
-        )
-    except ValueError as exc:
-        raise RuntimeError(
-            f"{len(days)} lake days up to {cut} cannot hold {t.oot_origins} out-of-time test "
-            f"windows after a training window: {exc}"
-        ) from exc
+    p = training_plan(days, t)
     used = {d: manifest[d].get("parquet_sha256", "") for d in days}
     ident = hashlib.sha256(
         json.dumps([cut, t.lookback_days, p.to_dict(), used], sort_keys=True).encode()
@@ -413,8 +425,8 @@ def _short(v: Any) -> str:
 
 
 def git_revision() -> str:
-    if os.environ.get("DISKRISK_GIT_REVISION"):
-        return os.environ["DISKRISK_GIT_REVISION"]
+    if revision := configured_revision():
+        return revision
     try:
         return subprocess.run(
             ["git", "rev-parse", "HEAD"],

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs once, when the official postgres image initialises an empty data volume
+# Runs once, when the postgres image (postgres/entrypoint.sh) initialises an empty data volume
 # (/docker-entrypoint-initdb.d). Creates what the local stack's postgres `after()` step creates
 # (scripts/localstack/services.py): a login role and a database for Airflow, a login role for
 # MLflow owning two databases (tracking store MLFLOW_DB_NAME, auth store MLFLOW_DB_NAME_auth).

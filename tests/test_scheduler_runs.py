@@ -1,0 +1,162 @@
+"""The DAG as users run it: triggered through Airflow's REST API with no logical date and
+executed by the local stack's running scheduler (not `airflow dags test`), over real 2013 days.
+
+The scheduler was started without the pipeline settings in its environment; this module puts
+them (the source, and a lake prefix, model name, experiment and HBase namespace of its own) only
+into `.env` for its duration, so every task that finds its source proves `.env` reaches it.
+The tests run in order: a range run trains the first champion, a run without dates catches up
+the one remaining day, a third run finds nothing new and is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DAYS = 17  # 2013-04-10 .. 2013-04-26: ~27 failures after the default cutoff (04-17)
+FAMILIES = ["coxph", "km"]
+RUN_TIMEOUT = 1200.0
+
+
+@pytest.fixture(scope="module")
+def client(stack_env):
+    """Admin client; the DAG parsed, unpaused, and the run the scheduler makes on unpausing
+    finished — before this module touches `.env`, so that run works on the user's settings."""
+    from diskrisk.airflow_api import AirflowClient
+    from diskrisk.cli_pipeline import ready_dag
+
+    c = AirflowClient.from_settings()
+    ready_dag(c)
+    return c
+
+
+@pytest.fixture(scope="module")
+def isolated(client, backblaze_dir, tmp_path_factory):
+    """A source of the first DAYS real days (symlinks: read in place) and isolation settings,
+    written into `.env` only; `.env` is restored byte for byte afterwards."""
+    from dotenv import set_key
+
+    from localstack.proc import RUN
+
+    env_file = Path(os.environ["DISKRISK_ENV_FILE"])
+    pid = int((RUN / "airflow-scheduler.pid").read_text())
+    scheduler_env = {
+        line.split("=", 1)[0]
+        for line in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+        if "=" in line
+    }
+    leaked = {"BACKBLAZE_SOURCE", "DISKRISK_LAKE_PREFIX", "DISKRISK_MODEL_NAME"} & scheduler_env
+    assert not leaked, f"the scheduler's environment has {leaked}: restart it (scripts/stack)"
+
+    source = tmp_path_factory.mktemp("source")
+    days = sorted(backblaze_dir.glob("*.csv"))[:DAYS]
+    for day in days:
+        (source / day.name).symlink_to(day)
+    tag = f"sched{uuid.uuid4().hex[:8]}"
+    settings = {
+        "BACKBLAZE_SOURCE": str(source),
+        "DISKRISK_LAKE_PREFIX": f"{tag}/",
+        "DISKRISK_MODEL_NAME": f"{tag}-risk",
+        "DISKRISK_EXPERIMENT": tag,
+        "DISKRISK_HBASE_NAMESPACE": tag,
+        # a short window leaves a small holdout: let the first challenger become champion
+        "DISKRISK_PROMOTION_MIN_EVENTS": "1",
+    }
+    original = env_file.read_bytes()
+    try:
+        for key, value in settings.items():
+            set_key(env_file, key, value, quote_mode="never")
+        yield {"tag": tag, "source": str(source), "days": [d.stem for d in days], **settings}
+    finally:
+        env_file.write_bytes(original)
+        _drop_tables(settings)
+
+
+def _drop_tables(settings: dict[str, str]) -> None:
+    from diskrisk import config
+    from diskrisk.sinks import HBaseSink
+
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    try:
+        config.cached.cache_clear()
+        HBaseSink().drop_tables()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        config.cached.cache_clear()
+
+
+@pytest.fixture
+def same_settings(isolated, monkeypatch):
+    """This process sees what the tasks saw."""
+    from diskrisk import config
+
+    for key in ("DISKRISK_LAKE_PREFIX", "DISKRISK_MODEL_NAME", "DISKRISK_HBASE_NAMESPACE"):
+        monkeypatch.setenv(key, isolated[key])
+    config.cached.cache_clear()
+    yield isolated
+    config.cached.cache_clear()
+
+
+def _run(client, conf: dict) -> tuple[dict, dict[str, str]]:
+    from diskrisk.airflow_api import summarize
+
+    run = client.trigger(conf)
+    assert run["logical_date"] is None
+    final = client.wait(run["dag_run_id"], timeout=RUN_TIMEOUT)
+    states = summarize(client.task_instances(run["dag_run_id"]))
+    return final, states
+
+
+def test_rest_trigger_without_logical_date_runs_a_range_on_the_scheduler(client, same_settings):
+    from diskrisk import lake
+    from diskrisk.registry import CHAMPION, alias_version
+    from diskrisk.sinks import HBaseSink
+    from diskrisk.tracking import connect
+
+    s = same_settings
+    first, last = s["days"][0], s["days"][-2]
+    run, states = _run(client, {"start": first, "end": last, "families": FAMILIES})
+    assert run["state"] == "success", states
+    assert run["run_type"] == "manual" and run["logical_date"] is None
+    assert states["window"] == "success" and states["score"] == "success", states
+    win = client.xcom(run["dag_run_id"], "window")
+    assert win == {"source": s["source"], "start": first, "end": last, "mode": "range"}
+    assert sorted(lake.read_manifest(s["DISKRISK_LAKE_PREFIX"])["days"]) == s["days"][:-1]
+    champion = alias_version(connect(), s["DISKRISK_MODEL_NAME"], CHAMPION)
+    assert champion is not None
+    marker = HBaseSink().completed(last)
+    assert marker is not None and str(marker["model_version"]) == str(champion.version)
+
+
+def test_run_without_dates_catches_up_the_days_the_lake_lacks(client, same_settings):
+    from diskrisk import lake
+    from diskrisk.sinks import HBaseSink
+
+    s = same_settings
+    run, states = _run(client, {"families": FAMILIES})
+    assert run["state"] == "success", states
+    newest = s["days"][-1]
+    win = client.xcom(run["dag_run_id"], "window")
+    assert (win["start"], win["end"], win["mode"]) == (newest, newest, "catch-up")
+    assert sorted(lake.read_manifest(s["DISKRISK_LAKE_PREFIX"])["days"]) == s["days"]
+    assert HBaseSink().completed(newest) is not None
+
+
+def test_run_without_dates_on_a_caught_up_lake_is_skipped_not_failed(client, same_settings):
+    s = same_settings
+    run, states = _run(client, {})
+    assert run["state"] == "success", states
+    assert set(states.values()) == {"skipped"}, states
+    log = client.task_log(run["dag_run_id"], "window")
+    assert "nothing new to collect" in log and s["source"] in log
+    assert f"holds {s['days'][0]} .. {s['days'][-1]}" in log, log[-2000:]
