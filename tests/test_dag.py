@@ -237,3 +237,25 @@ def test_end_to_end_on_real_days(stack_env, backblaze_dir, monkeypatch, dag_paus
     assert len(client.search_model_versions(f"name='{tag}-risk'")) == versions_before
     assert sink.completed("2013-05-09")["finished_at"] == marker["finished_at"]
     sink.drop_tables()
+
+
+@pytest.mark.parametrize("champion", [None, "v7"])
+def test_short_lake_skips_training_with_a_champion_and_fails_without(monkeypatch, champion):
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from diskrisk import pipeline
+    from diskrisk.train import ShortLakeError
+
+    def short(cutoff=None):
+        raise ShortLakeError("3 lake days up to 2013-04-12 cannot hold 2 out-of-time windows")
+
+    monkeypatch.setattr(pipeline, "dataset", short)
+    monkeypatch.setattr(
+        pipeline,
+        "short_lake",
+        lambda exc: None if champion is None else f"{exc}; champion {champion} keeps scoring",
+    )
+    task = _dagbag().dags["diskrisk_pipeline"].task_dict["dataset"]
+    expected = AirflowFailException if champion is None else AirflowSkipException
+    with pytest.raises(expected, match="cannot hold"):
+        task.python_callable()

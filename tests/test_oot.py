@@ -169,3 +169,18 @@ def test_paired_difference(predictions):
     assert reverse["gain_ci_high"] == pytest.approx(-d["gain_ci_low"])
     with pytest.raises(ValueError, match="exactly the same test rows"):
         oot.paired_difference(cox, km.iloc[1:], n=10)
+
+
+def test_a_lake_too_short_for_the_test_windows_is_a_short_lake_error(monkeypatch, tmp_path):
+    """Default plan (two origins, windows of at least 3 days): 8 days are the minimum; fewer
+    raise ShortLakeError, which the DAG's dataset task turns into a skip or an immediate fail."""
+    from diskrisk.train import ShortLakeError, TrainSettings, training_plan
+
+    monkeypatch.setenv("DISKRISK_ENV_FILE", str(tmp_path / "absent.env"))
+    days = [date.fromordinal(date(2013, 4, 10).toordinal() + i).isoformat() for i in range(9)]
+    t = TrainSettings()
+    assert [s.origin for s in training_plan(days[:8], t).splits] == ["2013-04-11", "2013-04-14"]
+    for n in (1, 3, 7):
+        with pytest.raises(ShortLakeError, match=f"{n} lake days up to {days[n - 1]} cannot hold"):
+            training_plan(days[:n], t)
+    assert issubclass(ShortLakeError, RuntimeError)  # callers catching RuntimeError still do
