@@ -1,28 +1,40 @@
-"""Model quality on the real 2013 days: every family against the Kaplan-Meier/age reference.
+"""Out-of-time model quality on the real 2013 days: every family on days it has not seen.
 
-Time-based evaluation, as the pipeline would live it: train on the drives at risk on CUTOFF
-with follow-up until SPLIT, evaluate on the drives at risk on SPLIT with follow-up after it.
-The lake is built locally (same validation and Parquet as the S3 lake) so the benchmark needs
-no service. Not a test: it prints one table.
+The same yardstick as promotion (:mod:`diskrisk.oot`): each family is fitted on landmark
+snapshots stacked every ``--step`` days before the origin (follow-up censored at the origin) and
+evaluated on later landmarks by what happens after them, in consecutive ``--block``-day windows
+that do not overlap. Default: train on the first 20 days, evaluate on the last 10. ``--rolling``
+uses the pipeline's rolling origins instead (each origin refits). The lake is built locally, so
+no service is needed. Not a test: it prints tables.
 
-    .venv/bin/python bench/quality.py [--data DIR] [--cutoff 2013-04-17] [--split 2013-04-27]
+    .venv/bin/python bench/quality.py [--data DIR] [--origin 2013-04-29] [--block 5] [--step 7]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from diskrisk.evaluate import EvaluationError, evaluate
+from diskrisk import lake
 from diskrisk.lake import write_local
-from diskrisk.models import FAMILIES, make_model
-from diskrisk.survival import split, survival_dataset
+from diskrisk.models import FAMILIES, ModelError, make_model
+from diskrisk.oot import (
+    fixed_origin_splits,
+    landmarks,
+    metrics,
+    paired_difference,
+    predict_splits,
+    rolling_splits,
+    stacked,
+    test_frame,
+    train_frame,
+)
 from diskrisk.validate import validate_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,55 +44,105 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default = os.environ.get("BACKBLAZE_TEST_DATA", "../shared/data/backblaze-2013")
     ap.add_argument("--data", default=str((ROOT / default).resolve()))
-    ap.add_argument("--cutoff", default="2013-04-17")
-    ap.add_argument("--split", default="2013-04-27")
+    ap.add_argument("--lake", help="an existing local lake directory (skips the build)")
+    ap.add_argument("--origin", default="2013-04-29", help="train on days up to this one")
+    ap.add_argument("--block", type=int, default=5, help="test window, days")
+    ap.add_argument("--step", type=int, default=7, help="days between training landmarks")
+    ap.add_argument("--rolling", type=int, default=0, help="N rolling origins instead")
     ap.add_argument("--families", nargs="*", default=list(FAMILIES))
-    ap.add_argument("--bootstrap", type=int, default=100)
+    ap.add_argument("--bootstrap", type=int, default=200)
+    ap.add_argument("--params", default="{}", help='JSON, e.g. {"model_ranks": true}')
     args = ap.parse_args()
-    console = Console()
+    console = Console(width=160)
 
-    root = Path(tempfile.mkdtemp(prefix="diskrisk-quality-"))
-    with console.status("building a local lake from the real days"):
-        for csv in sorted(Path(args.data).glob("*.csv")):
-            write_local(validate_file(csv), root)
-        train_snapshot = survival_dataset(args.cutoff, 30, root=root)
-        train, holdout = split(train_snapshot, by="time", split_date=args.split, root=root)
-    console.print(
-        f"train: {len(train)} drives at risk on {args.cutoff}, {int(train['event'].sum())} failures "
-        f"before {args.split}; holdout: {len(holdout)} drives at risk on {args.split}, "
-        f"{int(holdout['event'].sum())} failures after it"
+    root = Path(args.lake) if args.lake else Path(tempfile.mkdtemp(prefix="diskrisk-quality-"))
+    if not args.lake:
+        with console.status("building a local lake from the real days"):
+            for csv in sorted(Path(args.data).glob("*.csv")):
+                write_local(validate_file(csv), root)
+    con = lake.connect(root=root)
+    days = sorted(str(r[0]) for r in con.execute("SELECT DISTINCT date FROM lake").fetchall())
+    splits = (
+        rolling_splits(days, args.rolling, args.block)
+        if args.rolling
+        else fixed_origin_splits(days, args.origin, args.block)
     )
-    table = Table(title="survival model quality on held-out later days (real 2013 data)")
-    for col in ("family", "Harrell C", "95% CI", "Uno C", "IBS", "fit s"):
+    with console.status("survival tables"):
+        full = stacked(landmarks(days, args.step), days[-1], con=con)
+        trains = {sp.name: train_frame(full, sp.origin) for sp in splits}
+        tests = {sp.name: test_frame(sp, con=con) for sp in splits}
+    for sp in splits:
+        tr, te = trains[sp.name], tests[sp.name]
+        console.print(
+            f"origin {sp.origin}: train {len(tr)} rows ({tr['serial_number'].nunique()} drives, "
+            f"landmarks {sorted(tr['snapshot_date'].dt.date.astype(str).unique())}), "
+            f"{int(tr['event'].sum())} failures; test {sp.test}: {len(te)} rows, "
+            f"{int(te['event'].sum())} failures"
+        )
+    horizon = [float(args.block - 1)]
+    results = {}
+    table = Table(title=f"out-of-time quality (real 2013 days, {len(splits)} split(s))")
+    for col in (
+        "family",
+        "Harrell C",
+        "95% CI (drives)",
+        "recall@1%",
+        "recall@0.5%",
+        f"AUC {horizon[0]:g}d",
+        "calib. err",
+        "O/E",
+        "fit s",
+    ):
         table.add_column(col)
     for family in args.families:
-        t0 = time.perf_counter()
         with console.status(f"fitting {family}"):
-            model = make_model(family).fit(train)
-            fit_s = time.perf_counter() - t0
             try:
-                ev = evaluate(
-                    model,
-                    train,
-                    holdout,
-                    n_bootstrap=args.bootstrap,
-                    figures=False,
-                    permutation_repeats=0,
+                params = json.loads(args.params) if family not in ("km", "ensemble") else {}
+                pred = predict_splits(
+                    lambda f=family, p=params: make_model(f, p),
+                    splits,
+                    lambda sp: trains[sp.name],
+                    lambda sp: tests[sp.name],
                 )
-            except EvaluationError as exc:
-                table.add_row(family, "-", "-", "-", "-", f"{fit_s:.1f}", end_section=False)
+            except ModelError as exc:
                 console.print(f"{family}: {exc}")
                 continue
-        m = ev.metrics
+            m = metrics(
+                pred,
+                n_bootstrap=args.bootstrap,
+                auc_horizons=horizon,
+                train_outcomes=trains[splits[0].name],
+            )
+        results[family] = pred
         table.add_row(
             family,
-            f"{m['harrell_c']:.3f}",
-            f"{m.get('harrell_c_ci_low', float('nan')):.3f}..{m.get('harrell_c_ci_high', float('nan')):.3f}",
-            f"{m.get('uno_c', float('nan')):.3f}",
-            f"{m.get('ibs', float('nan')):.4f}",
-            f"{fit_s:.1f}",
+            f"{m['oot_harrell_c']:.3f}",
+            f"{m.get('oot_harrell_c_ci_low', float('nan')):.3f}.."
+            f"{m.get('oot_harrell_c_ci_high', float('nan')):.3f}",
+            f"{m['oot_recall_top1pct']:.0%}",
+            f"{m['oot_recall_top0.5pct']:.0%}",
+            f"{m.get(f'oot_auc_{horizon[0]:g}d', float('nan')):.3f}",
+            f"{m['oot_calibration_abs_err']:.5f}",
+            f"{m['oot_calibration_oe']:.2f}",
+            f"{pred.fit_seconds:.1f}",
         )
+        console.print(f"{family}: {m['oot_events']:.0f} test failures; notes {pred.notes}")
     console.print(table)
+    if len(results) > 1:
+        from diskrisk.oot import pooled_c
+
+        best = max(results, key=lambda f: pooled_c(results[f].frame))
+        gains = Table(title=f"paired drive bootstrap: {best} minus each other family")
+        for col in ("family", "C gain", "95% CI"):
+            gains.add_column(col)
+        for family, pred in results.items():
+            if family == best:
+                continue
+            d = paired_difference(results[best].frame, pred.frame, n=args.bootstrap)
+            gains.add_row(
+                family, f"{d['gain']:+.3f}", f"{d['gain_ci_low']:+.3f}..{d['gain_ci_high']:+.3f}"
+            )
+        console.print(gains)
 
 
 if __name__ == "__main__":

@@ -192,7 +192,25 @@ def test_end_to_end_on_real_days(stack_env, backblaze_dir, monkeypatch, dag_paus
     client = connect()
     champion = alias_version(client, f"{tag}-risk", CHAMPION)
     assert champion is not None
-    assert float(champion.tags["metrics.harrell_c"]) >= 0.80
+    assert float(champion.tags["metrics.harrell_c"]) >= 0.80  # out-of-time, pooled over origins
+    assert champion.tags["promotion.decision"] == "promoted"
+    # every challenger says why it was or wasn't chosen, naming the out-of-time figures
+    versions = client.search_model_versions(f"name='{tag}-risk'")
+    by_family = {}
+    for v in versions:
+        tags = client.get_model_version(f"{tag}-risk", v.version).tags
+        assert tags["promotion.decision"] in {"promoted", "refused", "not chosen"}, tags
+        assert "out-of-time C" in tags["promotion.reason"], tags["promotion.reason"]
+        assert tags.get("promotion.champion_c_index", "none") != ""
+        assert 0 <= float(tags["metrics.oot_recall_top1pct"]) <= 1
+        lo, hi = (float(x) for x in tags["metrics.oot_harrell_c_ci95"].split(".."))
+        assert lo <= float(tags["metrics.harrell_c"]) <= hi
+        assert (
+            "Out-of-time evaluation"
+            in client.get_model_version(f"{tag}-risk", v.version).description
+        )
+        by_family.setdefault(tags["family"], []).append(tags)
+    assert all(t["promotion.decision"] == "not chosen" for t in by_family["km"])
     # a drift report from the second run, logged to MLflow
     import mlflow
 
@@ -219,3 +237,25 @@ def test_end_to_end_on_real_days(stack_env, backblaze_dir, monkeypatch, dag_paus
     assert len(client.search_model_versions(f"name='{tag}-risk'")) == versions_before
     assert sink.completed("2013-05-09")["finished_at"] == marker["finished_at"]
     sink.drop_tables()
+
+
+@pytest.mark.parametrize("champion", [None, "v7"])
+def test_short_lake_skips_training_with_a_champion_and_fails_without(monkeypatch, champion):
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from diskrisk import pipeline
+    from diskrisk.train import ShortLakeError
+
+    def short(cutoff=None):
+        raise ShortLakeError("3 lake days up to 2013-04-12 cannot hold 2 out-of-time windows")
+
+    monkeypatch.setattr(pipeline, "dataset", short)
+    monkeypatch.setattr(
+        pipeline,
+        "short_lake",
+        lambda exc: None if champion is None else f"{exc}; champion {champion} keeps scoring",
+    )
+    task = _dagbag().dags["diskrisk_pipeline"].task_dict["dataset"]
+    expected = AirflowFailException if champion is None else AirflowSkipException
+    with pytest.raises(expected, match="cannot hold"):
+        task.python_callable()

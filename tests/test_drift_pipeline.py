@@ -37,7 +37,7 @@ def test_drift_decisions_logged(stack_env, backblaze_dir, tmp_path, isolated):
 
     lake = pipeline.build_lake(pipeline.collect(str(backblaze_dir), "2013-04-10", "2013-05-04"))
     assert lake["lake_days"] == 25
-    ref = pipeline.dataset("2013-04-15")
+    ref = pipeline.dataset("2013-04-27")  # data up to that day; 2013-05-04 is later
     decision = pipeline.promote([pipeline.train("coxph", ref)], ref)
     assert decision["promote"], decision
 

@@ -110,7 +110,7 @@ def test_family_shapes_and_probabilities(fitted, test, family):
     }
 
 
-@pytest.mark.parametrize("family", ["coxph", "weibull_aft", "rsf", "gbsa", "coxnet"])
+@pytest.mark.parametrize("family", ["coxph", "weibull_aft", "rsf", "gbsa", "coxnet", "ensemble"])
 def test_riskier_drives_rank_higher(fitted, test, family):
     model = fitted[family]
     healthy = test.iloc[:50].assign(smart_5_raw=0.0, smart_197_raw=0.0)
@@ -127,8 +127,23 @@ def test_concordance_signal_vs_reference(fitted, test):
     assert c_cox > 0.7
     assert 0.4 < c_age < 0.68
     assert c_cox > c_age + 0.05
-    for family in ("weibull_aft", "rsf", "gbsa", "coxnet"):
+    for family in ("weibull_aft", "rsf", "gbsa", "coxnet", "ensemble"):
         assert harrell(test, fitted[family].predict_risk(test)) > 0.65, family
+
+
+def test_ensemble_is_the_rank_average_of_its_members(fitted, train, test):
+    ens = fitted["ensemble"]
+    assert [m.family for m in ens.members_] == ["coxnet", "coxph", "weibull_aft"]
+    one_by_one = np.concatenate([ens.predict_risk(test.iloc[[i]]) for i in range(20)])
+    assert np.allclose(one_by_one, ens.predict_risk(test.iloc[:20]))  # no batch dependence
+    assert ((ens.predict_risk(test) > 0) & (ens.predict_risk(test) <= 1)).all()
+    members = [make_model(f).fit(train) for f in ("coxnet", "coxph", "weibull_aft")]
+    assert np.allclose(
+        ens.predict_survival(test, (30,)),
+        np.mean([m.predict_survival(test, (30,)) for m in members], axis=0),
+    )
+    with pytest.raises(ParamsError, match="single model families"):
+        make_model("ensemble", {"members": ["coxph", "ensemble"]})
 
 
 def test_landmark_km_is_constant(train, test):
@@ -239,3 +254,36 @@ def test_degenerate_fit_is_refused(monkeypatch):
     monkeypatch.setattr(CoxPHModel, "predict_risk", lambda self, frame: -original(self, frame))
     with pytest.raises(ModelError, match="degenerate fit"):
         make_model("coxph").fit(df)
+
+
+def test_within_model_rank_compares_a_drive_with_its_own_model():
+    """Raw scales differ by model: the same raw value is ordinary on one model, extreme on
+    another; the rank is fitted on training rows and stored."""
+    from diskrisk.models import WithinModelRank
+
+    train = pd.DataFrame(
+        {
+            "smart_1_raw": [*np.arange(100.0) * 1e6, *np.zeros(99), 5.0],
+            "model": ["ST"] * 100 + ["HGST"] * 100,
+        }
+    )
+    t = WithinModelRank(min_drives=50).fit(train)
+    score = pd.DataFrame(
+        {"smart_1_raw": [5.0, 5.0, 5e7, np.nan, 5.0], "model": ["ST", "HGST", "ST", "ST", "NEW"]}
+    )
+    r = t.transform(score)[:, 0]
+    assert r[0] == pytest.approx(0.01)  # above 1 of ST's 100 values (the 0), tied with none
+    assert r[1] == pytest.approx(0.995)  # the largest HGST value seen in training
+    assert r[2] == pytest.approx(0.505)  # the ST median
+    assert r[3] == 0.5  # unknown value: a typical drive
+    assert 0.5 < r[4] < 0.6  # unseen model: ranked against every training drive
+    assert list(t.get_feature_names_out()) == ["smart_1_raw_model_rank"]
+
+
+def test_model_ranks_option_adds_features_and_scores(train, test):
+    model = make_model("coxph", {"model_ranks": True}).fit(train)
+    assert "model" in model.input_columns_
+    assert {"smart_5_raw_model_rank", "smart_197_raw_model_rank"} <= set(model.feature_names_)
+    assert harrell(test, model.predict_risk(test)) > 0.7
+    alone = np.concatenate([model.predict_risk(test.iloc[[i]]) for i in range(10)])
+    assert np.allclose(alone, model.predict_risk(test.iloc[:10]))

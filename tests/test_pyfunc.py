@@ -13,7 +13,7 @@ import pytest
 from mlflow.types import DataType
 
 from diskrisk.models import make_model
-from diskrisk.pyfunc import RiskPyfunc, build_signature, model_input, save_pyfunc
+from diskrisk.pyfunc import RiskPyfunc, build_signature, model_input, pyfunc_kwargs, save_pyfunc
 from test_models import make_frame
 
 
@@ -22,7 +22,7 @@ def data():
     return make_frame(1500, seed=21), make_frame(300, seed=22)
 
 
-@pytest.fixture(scope="module", params=["coxph", "gbsa"])
+@pytest.fixture(scope="module", params=["coxph", "gbsa", "ensemble"])
 def saved(request, data, tmp_path_factory):
     train, _ = data
     model = make_model(request.param, {"n_estimators": 20} if request.param == "gbsa" else None)
@@ -41,6 +41,52 @@ def test_predict_columns_and_probabilities(data):
     assert np.allclose(out["p_fail_90d"], 1 - model.predict_survival(score, (90,))[:, 0])
     assert ((out["p_fail_30d"] >= 0) & (out["p_fail_30d"] <= out["p_fail_90d"] + 1e-12)).all()
     assert (out["p_fail_90d"] <= 1).all()
+
+
+@pytest.mark.parametrize("family", ["coxph", "coxnet", "gbsa", "weibull_aft"])
+def test_longer_horizon_is_riskier_unless_marked_unsupported(data, family):
+    """p_fail_30d < p_fail_90d for every drive while both horizons lie inside the training
+    follow-up; beyond it the horizon is missing with a reason, never a flat copy."""
+    train, score = data
+    params = {"n_estimators": 20} if family == "gbsa" else None
+    model = make_model(family, params).fit(train)
+    assert model.horizon_support((30, 90)) == {30.0: None, 90.0: None}
+    out = RiskPyfunc(model).predict(None, score)
+    cap = 1 - 1 / (len(train) + 1)  # survival below 1/(n+1) is beyond what n drives resolve
+    resolved = out["p_fail_30d"] < cap - 1e-12
+    assert resolved.mean() > 0.95
+    assert (out.loc[resolved, "p_fail_30d"] < out.loc[resolved, "p_fail_90d"]).all()
+    assert np.allclose(out.loc[~resolved, ["p_fail_30d", "p_fail_90d"]], cap)
+    short = train.assign(duration_days=train["duration_days"].clip(upper=60))
+    model = make_model(family, params).fit(short)
+    why = model.horizon_support((30, 90))
+    assert why[30.0] is None and "beyond the training follow-up (60 d)" in why[90.0]
+    out = RiskPyfunc(model).predict(None, score)
+    assert out["p_fail_90d"].isna().all() and out["p_fail_30d"].between(0, 1).all()
+    meta = pyfunc_kwargs(model, short)["metadata"]
+    assert meta["unsupported_horizons"] == {"p_fail_90d": why[90.0]}
+
+
+def test_no_certain_failure_from_extrapolated_counters(data):
+    """Counters far beyond anything seen in training are held at the training range, so no
+    drive gets a failure probability of exactly 1 (issue #11)."""
+    train, score = data
+    model = make_model("coxph").fit(train)
+    extreme = score.assign(smart_5_raw=1e12, smart_197_raw=1e12, smart_5_raw_d7=1e12)
+    out = RiskPyfunc(model).predict(None, extreme)
+    assert (out["p_fail_90d"] < 1).all() and (out["p_fail_90d"] > 0.99).all()
+    top = score.loc[[score["smart_5_raw"].idxmax()]]
+    assert np.allclose(  # beyond the range = at its edge
+        model.predict_risk(extreme.iloc[:1].assign(**top.iloc[0][["age_days"]])),
+        model.predict_risk(
+            extreme.iloc[:1].assign(
+                smart_5_raw=train["smart_5_raw"].max(),
+                smart_197_raw=train["smart_197_raw"].max(),
+                smart_5_raw_d7=train["smart_5_raw_d7"].max(),
+                age_days=top.iloc[0]["age_days"],
+            )
+        ),
+    )
 
 
 def test_signature_inputs_are_optional_doubles(data):

@@ -69,7 +69,9 @@ SPECIAL = {
     "DISKRISK_HBASE_BATCH_SIZE": "2323",
     "DISKRISK_TRAIN_FAMILIES": '["km","coxph"]',
     "DISKRISK_TRAIN_LOOKBACK_DAYS": "97",
-    "DISKRISK_TRAIN_HOLDOUT_FRACTION": "0.29",
+    "DISKRISK_TRAIN_LANDMARK_STEP_DAYS": "619",
+    "DISKRISK_TRAIN_OOT_ORIGINS": "727",
+    "DISKRISK_TRAIN_OOT_BLOCK_DAYS": "838",
     "DISKRISK_TRAIN_SEED": "4141",
     "DISKRISK_TRAIN_N_BOOTSTRAP": "313",
     "DISKRISK_PROMOTION_MIN_GAIN": "0.0057",
@@ -356,7 +358,15 @@ def readers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[C
         "DISKRISK_GIT_REVISION": [git_revision],
         **{
             f"DISKRISK_TRAIN_{f.upper()}": [_train(f)]
-            for f in ("families", "lookback_days", "holdout_fraction", "seed", "n_bootstrap")
+            for f in (
+                "families",
+                "lookback_days",
+                "landmark_step_days",
+                "oot_origins",
+                "oot_block_days",
+                "seed",
+                "n_bootstrap",
+            )
         },
         **{f"DISKRISK_PROMOTION_{f.upper()}": [_promotion(f)] for f in ("min_gain", "min_events")},
         **{

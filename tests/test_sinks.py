@@ -112,6 +112,22 @@ def test_encoding_is_utf8_json_equal_to_reference_and_round_trips():
     assert sinks.encode_cells(sinks.normalise(df)) == enc
 
 
+def test_unsupported_probability_is_stored_as_null_and_read_back_as_missing():
+    df = make_scores(3, dt.date(2013, 4, 10)).assign(p_fail_90d=float("nan"))
+    norm = sinks.normalise(df)
+    enc = sinks.encode_cells(norm)
+    rec = norm.to_dict("records")[0]
+    score = {k: rec[k] for k in sinks.SCORE_FIELDS}
+    assert enc.score[0] == sinks.encode_json(score).encode("utf-8")
+    assert json.loads(enc.score[0])["p_fail_90d"] is None
+    back = sinks.decode_latest(enc.latest_keys[0], enc.latest_cells(0))
+    assert np.isnan(back["p_fail_90d"]) and back["p_fail_30d"] == rec["p_fail_30d"]
+    assert np.isnan(sinks.decode_history(enc.history_keys[0], enc.history_cells(0))["p_fail_90d"])
+    inf = df.assign(p_fail_30d=float("inf"))
+    with pytest.raises(ValueError, match="non-finite p_fail_30d"):
+        sinks.normalise(inf)
+
+
 def test_normalise_rejects_broken_input():
     good = make_scores(3)
     with pytest.raises(ValueError, match="column"):

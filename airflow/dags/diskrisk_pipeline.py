@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from diskrisk.families import DEFAULT_FAMILIES, FAMILIES
 
@@ -149,9 +149,17 @@ def diskrisk_pipeline():
 
     @task
     def dataset() -> str:
-        from diskrisk.pipeline import dataset
+        from diskrisk.pipeline import dataset, short_lake
+        from diskrisk.train import ShortLakeError
 
-        return dataset()
+        try:
+            return dataset()
+        except ShortLakeError as exc:
+            # more days fix it, a retry does not: skip training if a champion can still
+            # score, else fail now (no retries) with the reason
+            if reason := short_lake(exc):
+                raise AirflowSkipException(reason) from exc
+            raise AirflowFailException(f"{exc}; no champion yet: collect more days") from exc
 
     @task
     def families() -> list[str]:

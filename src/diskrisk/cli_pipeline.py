@@ -22,10 +22,15 @@ def _table(title: str, rows: list[dict], columns: list[str] | None = None) -> Ta
     for c in cols:
         t.add_column(c)
     for r in rows:
-        t.add_row(
-            *(f"{r.get(c):.4f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols)
-        )
+        t.add_row(*(_cell(r.get(c, "")) for c in cols))
     return t
+
+
+def _cell(v: object) -> str:
+    """Floats to 4 places; a missing probability (unsupported horizon) as n/a."""
+    if isinstance(v, float):
+        return "n/a" if v != v else f"{v:.4f}"
+    return str(v)
 
 
 @app.command()
@@ -33,7 +38,7 @@ def train(
     families: list[str] = typer.Option(
         None, "--family", "-f", help="default: DISKRISK_TRAIN_FAMILIES"
     ),
-    cutoff: str = typer.Option(None, help="snapshot date (default: a third into the lake)"),
+    cutoff: str = typer.Option(None, help="last lake day to use (default: the newest)"),
     promote: bool = typer.Option(True, help="run the promotion rule on the best challenger"),
 ) -> None:
     """Train challengers on the survival dataset, log them to MLflow, register them."""
@@ -46,7 +51,9 @@ def train(
         for family in families or TrainSettings().families:
             status.update(f"training {family}")
             results.append(pipeline.train(family, ref))
-    console.print(_table("challengers", results, ["family", "version", "harrell_c", "run_id"]))
+    console.print(
+        _table("challengers (out-of-time C)", results, ["family", "version", "harrell_c", "run_id"])
+    )
     if promote:
         console.print(pipeline.promote(results, ref))
 
@@ -54,9 +61,9 @@ def train(
 @app.command()
 def evaluate(
     alias: str = typer.Option("champion", help="registry alias to evaluate"),
-    cutoff: str = typer.Option(None, help="snapshot date of the holdout"),
+    cutoff: str = typer.Option(None, help="last lake day of the out-of-time splits"),
 ) -> None:
-    """Harrell's C of a registered model on a fresh holdout from the lake."""
+    """Out-of-time metrics of a registered model's recipe, refitted on the lake's splits."""
     from diskrisk import pipeline
     from diskrisk.train import DatasetRef, evaluate_alias
 
@@ -81,7 +88,17 @@ def models() -> None:
         _table(
             "diskrisk-failure-risk",
             list_versions(),
-            ["version", "aliases", "family", "harrell_c", "decision", "reason", "window"],
+            [
+                "version",
+                "aliases",
+                "family",
+                "harrell_c",
+                "c_ci95",
+                "recall_top1pct",
+                "decision",
+                "reason",
+                "window",
+            ],
         )
     )
 
@@ -182,8 +199,18 @@ def report() -> None:
         raise typer.Exit(1)
     console.rule("diskrisk")
     console.print(
-        f"champion: version {champ['version']} ({champ['family']}), "
-        f"Harrell C on held-out drives = {champ['harrell_c']}"
+        f"champion: version {champ['version']} ({champ['family']}), out-of-time Harrell C "
+        f"{champ['harrell_c']:.4f} (95% CI {champ['c_ci95']}), recall in the top 1% "
+        f"{champ['recall_top1pct']:.0%}; decision: {champ['reason']}"
+    )
+    versions = list_versions()
+    newest = [v for v in versions if v["window"] == versions[-1]["window"]]
+    console.print(
+        _table(
+            f"challengers on {versions[-1]['window']} (out-of-time yardstick)",
+            newest,
+            ["version", "family", "harrell_c", "c_ci95", "recall_top1pct", "decision", "reason"],
+        )
     )
     from diskrisk.train import latest_drift
 

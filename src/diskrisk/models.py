@@ -58,7 +58,8 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_selection import VarianceThreshold
 from sklearn.impute import SimpleImputer
@@ -72,6 +73,8 @@ EVENT = "event"
 SMART_COLUMN = re.compile(r"^smart_\d+_raw(_d7|_d30)?$")
 _NUMERIC_BASE = ("age_days", "capacity_bytes")
 _CATEGORICAL = "vendor"
+_MODEL = "model"
+_STRINGS = (_CATEGORICAL, _MODEL)
 
 
 class ParamsError(ValueError):
@@ -92,6 +95,7 @@ class _Params(BaseModel):
 
     vendor_top_k: int = Field(6, ge=1, description="vendors kept as one-hot; the rest pooled")
     missing_indicators: bool = True
+    model_ranks: bool = Field(False, description="add SMART values ranked within drive model")
 
 
 class CoxPHParams(_Params):
@@ -140,6 +144,22 @@ class KMParams(BaseModel):
     horizon: float = Field(90.0, gt=0, description="days ahead for the age-scale risk")
 
 
+class EnsembleParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    members: tuple[str, ...] = Field(
+        ("coxnet", "coxph", "weibull_aft"), min_length=2, description="families averaged"
+    )
+
+    @field_validator("members")
+    @classmethod
+    def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [f for f in v if f == "ensemble" or f not in PARAM_MODELS]
+        if bad:
+            raise ValueError(f"members must be single model families, not {bad}")
+        return v
+
+
 PARAM_MODELS: dict[str, type[BaseModel]] = {
     "coxph": CoxPHParams,
     "weibull_aft": WeibullAFTParams,
@@ -147,6 +167,7 @@ PARAM_MODELS: dict[str, type[BaseModel]] = {
     "gbsa": GBSAParams,
     "coxnet": CoxnetParams,
     "km": KMParams,
+    "ensemble": EnsembleParams,
 }
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {f: m().model_dump() for f, m in PARAM_MODELS.items()}
 
@@ -187,6 +208,76 @@ def _one_to_one(_transformer: Any, names: Any) -> Any:
 
 def _capacity_name(_transformer: Any, _names: Any) -> Any:
     return np.asarray(["capacity_tb"], dtype=object)
+
+
+class ClipToTrainingRange(TransformerMixin, BaseEstimator):
+    """Hold each feature inside the range seen in training: a linear model would otherwise
+    extrapolate a counter far beyond anything it learnt from into a failure probability of
+    exactly 1 for a drive with no failure evidence (issue #11)."""
+
+    def fit(self, X: Any, y: Any = None) -> ClipToTrainingRange:
+        values = np.asarray(X, dtype=float)
+        self.min_, self.max_ = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+        self.n_features_in_ = values.shape[1]
+        if hasattr(X, "columns"):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        return self
+
+    def transform(self, X: Any) -> Any:
+        return np.clip(np.asarray(X, dtype=float), self.min_, self.max_)
+
+    def get_feature_names_out(self, input_features: Any = None) -> Any:
+        names = input_features if input_features is not None else self.feature_names_in_
+        return np.asarray(names, dtype=object)
+
+
+class WithinModelRank(TransformerMixin, BaseEstimator):
+    """Each SMART value as its mid-rank among training drives of the same drive model.
+
+    Raw scales are vendor- and model-specific (smart_1/smart_7 on Seagate count differently
+    from everyone else), so "unusual for this model" is comparable where the raw value is not.
+    Input: the value columns, then ``model``; models with fewer than ``min_drives`` training
+    rows, and unseen ones, use the pooled distribution. The reference values are stored in
+    the fitted transformer, so scoring ranks against the training data.
+    """
+
+    def __init__(self, min_drives: int = 50) -> None:
+        self.min_drives = min_drives
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> WithinModelRank:
+        self.columns_ = list(X.columns[:-1])
+        model = X.iloc[:, -1].astype(str)
+        self.pooled_ = {c: np.sort(X[c].dropna().to_numpy(float)) for c in self.columns_}
+        counts = model.value_counts()
+        self.by_model_: dict[str, dict[str, np.ndarray]] = {}
+        for m in counts.index[counts >= self.min_drives]:
+            rows = X[model == m]
+            self.by_model_[m] = {
+                c: np.sort(rows[c].dropna().to_numpy(float)) for c in self.columns_
+            }
+        self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        model = X.iloc[:, -1].astype(str).to_numpy()
+        out = np.full((len(X), len(self.columns_)), np.nan)
+        for j, c in enumerate(self.columns_):
+            x = X[c].to_numpy(float)
+            for m in np.unique(model):
+                rows = model == m
+                ref = self.by_model_.get(m, {}).get(c)
+                if ref is None or ref.size == 0:
+                    ref = self.pooled_[c]
+                if ref.size:
+                    lo = np.searchsorted(ref, x[rows], side="left")
+                    hi = np.searchsorted(ref, x[rows], side="right")
+                    out[rows, j] = (lo + hi) / (2.0 * ref.size)
+        out[np.isnan(X[self.columns_].to_numpy(float))] = 0.5  # unknown: a typical drive
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> Any:
+        return np.asarray([f"{c}_model_rank" for c in self.columns_], dtype=object)
 
 
 def covariate_columns(df: pd.DataFrame) -> list[str]:
@@ -240,6 +331,10 @@ def build_preprocessor(df: pd.DataFrame, params: Mapping[str, Any]) -> tuple[Pip
                 ["capacity_bytes"],
             )
         )
+    values = [c for c in smart if c.endswith("_raw")]
+    if params.get("model_ranks") and values and _MODEL in df.columns:
+        cols.append(_MODEL)
+        parts.append(("within_model", WithinModelRank(), [*values, _MODEL]))
     if _CATEGORICAL in cols:
         onehot = OneHotEncoder(
             max_categories=params["vendor_top_k"] + 1,
@@ -254,6 +349,7 @@ def build_preprocessor(df: pd.DataFrame, params: Mapping[str, Any]) -> tuple[Pip
             ("columns", ColumnTransformer(parts, verbose_feature_names_out=False)),
             ("nonconstant", VarianceThreshold(0.0)),
             ("scale", StandardScaler()),
+            ("clip", ClipToTrainingRange()),
         ]
     ).set_output(transform="pandas")
     return pipe, cols
@@ -263,7 +359,7 @@ def prepare_input(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """``df`` restricted to ``columns`` with stable dtypes; absent columns become missing."""
     out = pd.DataFrame(index=df.index)
     for c in columns:
-        if c == _CATEGORICAL:
+        if c in _STRINGS:
             v = df[c] if c in df.columns else pd.Series(None, index=df.index, dtype=object)
             out[c] = v.astype(object).where(v.notna(), "unknown").astype(str)
         else:
@@ -369,7 +465,24 @@ class RiskModel(ABC):
         self._check_fitted()
         h = _check_horizons(horizons)
         s = np.asarray(self._survival(self._transform(df), df, h), dtype=float)
-        return np.clip(s, 0.0, 1.0)
+        # A model fitted on n drives cannot resolve a survival below 1/(n+1): flooring there
+        # keeps an extreme drive "very likely to fail", never a certain 1.0 (issue #11).
+        return np.clip(s, 1.0 / (max(self.n_train_, 1) + 1), 1.0)
+
+    def horizon_support(self, horizons: Iterable[float]) -> dict[float, str | None]:
+        """None for a horizon the training follow-up covers, else why it is unsupported.
+
+        Beyond the longest follow-up the data says nothing: a non-parametric curve would be
+        held flat (p_fail_90d = p_fail_30d) and a parametric one extrapolated; both would be
+        published as if measured."""
+        self._check_fitted()
+        top = float(self.train_max_time_ or 0)
+        return {
+            float(h): None
+            if h <= top
+            else f"{h:g} d is beyond the training follow-up ({top:g} d): not estimable"
+            for h in _check_horizons(horizons)
+        }
 
     def feature_importance(self) -> pd.Series:
         """Signed effect (linear families: positive = raises risk) or importance; may be empty."""
@@ -686,10 +799,59 @@ def _age_interval(df: pd.DataFrame, time: np.ndarray) -> tuple[np.ndarray, np.nd
     return entry, entry + time
 
 
+# --------------------------------------------------------------------------- ensemble
+
+
+class EnsembleModel(RiskModel):
+    """Rank average of member families (default: the ones that hold up out of time).
+
+    Risk scales differ between families, so each member's risk becomes its quantile among
+    that member's *training* risks (stored, so one drive scores the same alone or in a day);
+    the ensemble risk is their mean. S(t | x) is the members' mean survival. Rank averaging
+    smooths the member-specific noise at the top of the list, where the inspection budget is.
+    """
+
+    family = "ensemble"
+
+    def fit(self, df: pd.DataFrame) -> RiskModel:
+        time, event = survival_target(df)
+        self.members_ = [make_model(f).fit(df) for f in self.params["members"]]
+        self.reference_ = [np.sort(m.predict_risk(df)) for m in self.members_]
+        self.input_columns_ = sorted({c for m in self.members_ for c in m.input_columns_})
+        self.feature_names_ = self.input_columns_
+        self.train_max_time_ = float(time.max())
+        self.n_train_, self.n_train_events_ = len(df), int(event.sum())
+        return self
+
+    def _transform(self, df: pd.DataFrame) -> pd.DataFrame | None:
+        return None  # each member applies its own preprocessing
+
+    def _fit(self, X, time, event, df):  # pragma: no cover - fit() is overridden
+        raise NotImplementedError
+
+    def _risk(self, X, df):
+        ranks = [
+            np.searchsorted(ref, m.predict_risk(df), side="right") / ref.size
+            for m, ref in zip(self.members_, self.reference_, strict=True)
+        ]
+        return np.mean(ranks, axis=0)
+
+    def _survival(self, X, df, h):
+        return np.mean([m.predict_survival(df, h) for m in self.members_], axis=0)
+
+    def feature_importance(self) -> pd.Series:
+        """Mean of the members' signed effects (standardised features, same names)."""
+        parts = [m.feature_importance() for m in self.members_]
+        parts = [p for p in parts if not p.empty]
+        if not parts:
+            return pd.Series(dtype=float)
+        return pd.concat(parts, axis=1).mean(axis=1).rename("mean_member_effect")
+
+
 # --------------------------------------------------------------------------- registry
 
 FAMILIES: dict[str, type[RiskModel]] = family_registry(
-    CoxPHModel, WeibullAFTModel, RSFModel, GBSAModel, CoxnetModel, KaplanMeierModel
+    CoxPHModel, WeibullAFTModel, RSFModel, GBSAModel, CoxnetModel, KaplanMeierModel, EnsembleModel
 )
 
 

@@ -238,9 +238,27 @@ def should_retrain(drift_result: dict[str, Any], force: bool = False) -> bool:
 
 # --- training -----------------------------------------------------------------------------------------
 def dataset(cutoff: str | None = None) -> str:
+    """The training tables (:func:`diskrisk.train.prepare_dataset`) as a JSON reference.
+
+    A lake too short for the out-of-time test windows raises
+    :class:`diskrisk.train.ShortLakeError`; :func:`short_lake` says what the DAG does then."""
     from diskrisk.train import prepare_dataset
 
     return prepare_dataset(cutoff, prefix=lake_prefix()).to_json()
+
+
+def short_lake(error: Exception) -> str | None:
+    """On a lake too short to train on: the reason to skip training when a champion exists (it
+    keeps scoring; the next longer lake trains), or None when there is none (the run must fail:
+    nothing could score)."""
+    from diskrisk.registry import CHAMPION, alias_version
+    from diskrisk.tracking import connect
+
+    name = cached(MlflowSettings).model_name
+    version = alias_version(connect(), name, CHAMPION)
+    if version is None:
+        return None
+    return f"{error}; training skipped, champion {name} v{version.version} keeps scoring"
 
 
 def train(family: str, dataset_ref: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -274,6 +292,7 @@ def promote(challengers: list[dict[str, Any]], dataset_ref: str) -> dict[str, An
         "reason": decision.reason,
         "challenger_c": decision.challenger_c,
         "champion_c": decision.champion_c,
+        "gain_ci": list(decision.gain_ci) if decision.gain_ci else None,
     }
 
 

@@ -4,7 +4,9 @@ The model object (preprocessing included) is pickled by MLflow together with the
 :class:`RiskPyfunc` wrapper; the ``diskrisk`` package is shipped as ``code_paths`` so loading
 needs only the pinned third-party requirements, not an installed diskrisk. Scoring output per
 drive: ``risk`` (family-specific ranking score, higher = riskier) and ``p_fail_<h>d`` =
-1 - S(h | x) for the model's horizons (30 and 90 days by default).
+1 - S(h | x) for the model's horizons (30 and 90 days by default). A horizon beyond the
+training follow-up is published as missing (NaN) and the metadata's ``unsupported_horizons``
+says why, rather than a flat copy of the last supported value.
 
 Input columns are all optional in the signature (a day may lack a SMART attribute: it is then
 imputed like a missing value). Types follow the data contract: ``capacity_bytes`` is a long
@@ -64,6 +66,9 @@ class RiskPyfunc(PythonModel):
         out = pd.DataFrame(
             1.0 - survival, columns=output_columns(self.horizons)[1:], index=model_input.index
         )
+        for h, why in self.model.horizon_support(self.horizons).items():
+            if why is not None:  # published as missing; the reason is in the model metadata
+                out[f"p_fail_{h:g}d"] = np.nan
         out.insert(0, "risk", self.model.predict_risk(model_input))
         return out
 
@@ -132,6 +137,11 @@ def pyfunc_kwargs(
             "family": model.family,
             "params": {k: _jsonable(v) for k, v in model.params.items()},
             "horizons": list(horizons),
+            "unsupported_horizons": {
+                f"p_fail_{h:g}d": why
+                for h, why in model.horizon_support(horizons).items()
+                if why is not None
+            },
             "input_columns": list(model.input_columns_),
         },
     }

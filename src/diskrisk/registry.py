@@ -8,6 +8,7 @@ challenger version's tags with its reason, so the registry UI tells the whole st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,7 @@ class PromotionSettings(EnvFileSettings):
 
     model_config = SettingsConfigDict(env_prefix="DISKRISK_PROMOTION_", extra="ignore")
     min_gain: float = Field(0.005, ge=0, description="C-index gain the challenger must reach")
-    min_events: int = Field(10, ge=1, description="failures the holdout needs to be trusted")
+    min_events: int = Field(10, ge=1, description="failures the test windows need to be trusted")
 
 
 @dataclass(frozen=True)
@@ -38,17 +39,22 @@ class Decision:
     challenger_c: float
     champion_c: float | None
     holdout_events: int
+    gain_ci: tuple[float, float] | None = None
 
     def tags(self) -> dict[str, str]:
-        return {
+        tags = {
             "promotion.decision": "promoted" if self.promote else "refused",
             "promotion.reason": self.reason,
+            "promotion.yardstick": "out-of-time Harrell C (rolling origins, drive bootstrap)",
             "promotion.challenger_c_index": f"{self.challenger_c:.6f}",
-            "promotion.champion_c_index": ""
+            "promotion.champion_c_index": "none"
             if self.champion_c is None
             else f"{self.champion_c:.6f}",
             "promotion.holdout_events": str(self.holdout_events),
         }
+        if self.gain_ci is not None:
+            tags["promotion.gain_ci95"] = f"{self.gain_ci[0]:+.4f}..{self.gain_ci[1]:+.4f}"
+        return tags
 
 
 def decide(
@@ -56,35 +62,54 @@ def decide(
     champion_c: float | None,
     holdout_events: int,
     rule: PromotionSettings | None = None,
+    gain_ci: tuple[float, float] | None = None,
 ) -> Decision:
-    """Promote when the challenger beats the champion on the *same* holdout by ``min_gain``.
+    """Promote when the challenger beats the champion on the *same* out-of-time test rows by
+    at least ``min_gain`` *and* by more than the noise: the lower end of the paired bootstrap
+    interval of the gain (``gain_ci``) must be above 0. A gain inside its interval is luck of
+    the test drives, and promoting on luck is what issue #11 saw.
 
-    With no champion yet, any valid challenger is promoted. A holdout with fewer than
-    ``min_events`` failures, or a C-index that is not a number, never promotes.
+    With no champion yet, any valid challenger is promoted. Fewer than ``min_events``
+    failures, a C-index that is not a number, or an unknown interval never promote.
     """
     r = rule or PromotionSettings()
 
     def no(reason: str) -> Decision:
-        return Decision(False, reason, challenger_c, champion_c, holdout_events)
+        return Decision(False, reason, challenger_c, champion_c, holdout_events, gain_ci)
 
     if not np.isfinite(challenger_c):
         return no("challenger C-index is not a number: evaluation incomplete")
     if holdout_events < r.min_events:
-        return no(f"holdout has {holdout_events} failures, fewer than the {r.min_events} required")
+        return no(f"test windows have {holdout_events} failures, fewer than {r.min_events}")
     if champion_c is None:
-        return Decision(True, "no champion yet", challenger_c, None, holdout_events)
-    if not np.isfinite(champion_c):
-        return no("champion could not be re-scored on the challenger's holdout")
-    gain = challenger_c - champion_c
-    if gain >= r.min_gain:
         return Decision(
             True,
-            f"C-index gain {gain:+.4f} >= {r.min_gain}",
+            f"no champion yet (out-of-time C {challenger_c:.4f})",
             challenger_c,
-            champion_c,
+            None,
             holdout_events,
+            gain_ci,
         )
-    return no(f"C-index gain {gain:+.4f} < {r.min_gain}")
+    if not np.isfinite(champion_c):
+        return no("champion could not be re-scored on the challenger's test windows")
+    gain = challenger_c - champion_c
+    if gain_ci is None or not np.all(np.isfinite(gain_ci)):
+        return no(f"C-index gain {gain:+.4f} without a paired interval: uncertainty unknown")
+    lo, hi = gain_ci
+    figures = f"out-of-time C {challenger_c:.4f} vs champion {champion_c:.4f}: gain {gain:+.4f}"
+    ci = f"95% CI {lo:+.4f}..{hi:+.4f}"
+    if gain < r.min_gain:
+        return no(f"{figures} < {r.min_gain} ({ci})")
+    if lo <= 0:
+        return no(f"{figures} is inside its uncertainty ({ci} includes 0)")
+    return Decision(
+        True,
+        f"{figures} >= {r.min_gain}, {ci} above 0",
+        challenger_c,
+        champion_c,
+        holdout_events,
+        gain_ci,
+    )
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
@@ -160,16 +185,48 @@ def judge(
     name: str,
     version: str,
     challenger_c: float,
-    holdout: pd.DataFrame,
+    events: int,
+    compare: Callable[[ModelVersion], dict[str, float]],
     rule: PromotionSettings | None = None,
 ) -> Decision:
-    """The promotion rule for ``version`` against the champion on the same holdout, recorded
-    in the registry. Judging the champion itself changes nothing (its tags keep the decision
-    that made it champion)."""
-    events = int(holdout["event"].sum())
-    current = champion_c_index(client, name, holdout)
-    if current is not None and current[0] == str(version):
-        return Decision(False, "already champion", challenger_c, current[1], events)
-    decision = decide(challenger_c, current[1] if current else None, events, rule)
+    """The promotion rule for ``version`` against the champion, recorded in the registry.
+
+    ``compare(champion_version)`` re-scores the champion on exactly the challenger's
+    out-of-time splits and returns :func:`diskrisk.oot.paired_difference` (challenger minus
+    champion). The champion is pinned to the version read here, so a concurrent promotion
+    cannot swap models mid-way. Judging the champion itself changes nothing (its tags keep
+    the decision that made it champion).
+    """
+    current = alias_version(client, name, CHAMPION)
+    if current is not None and str(current.version) == str(version):
+        return Decision(False, "already champion", challenger_c, challenger_c, events)
+    if current is None:
+        decision = decide(challenger_c, None, events, rule)
+    else:
+        paired = compare(current)
+        decision = decide(
+            challenger_c,
+            paired["c_b"],
+            events,
+            rule,
+            (paired["gain_ci_low"], paired["gain_ci_high"]),
+        )
     apply(client, name, str(version), decision)
     return decision
+
+
+def record_not_chosen(
+    client: MlflowClient, name: str, version: str, c: float, best_family: str, best_c: float
+) -> None:
+    """Tags on a challenger the run did not put forward, so every version says why."""
+    reason = f"out-of-time C {c:.4f} below this run's best ({best_family}, {best_c:.4f})"
+    if not np.isfinite(c):
+        reason = "evaluation incomplete: out-of-time C is not a number"
+    tags = {
+        "promotion.decision": "not chosen",
+        "promotion.reason": reason,
+        "promotion.yardstick": "out-of-time Harrell C (rolling origins, drive bootstrap)",
+        "promotion.challenger_c_index": f"{c:.6f}",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)

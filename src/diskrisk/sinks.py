@@ -76,6 +76,8 @@ DEFAULT_HISTORY_TTL_DAYS = 400
 
 STR_FIELDS = ("serial_number", "model", "model_name", "model_version", "run_id", "scored_at")
 FLOAT_FIELDS = ("risk", "p_fail_30d", "p_fail_90d", "rank_pct")
+# A horizon the model cannot support is published as missing (JSON null), never made up.
+OPTIONAL_FIELDS = ("p_fail_30d", "p_fail_90d")
 COLUMNS = (
     "serial_number",
     "model",
@@ -136,15 +138,21 @@ def date_ts_ms(date: str | dt.date) -> int:
 
 
 def encode_json(obj: dict[str, Any]) -> str:
-    """The reference encoding of a record; ``encode_cells`` builds the same bytes faster."""
+    """The reference encoding of a record; ``encode_cells`` builds the same bytes faster.
+    A missing optional probability (NaN) is written as ``null``."""
+    obj = {k: None if k in OPTIONAL_FIELDS and _is_nan(v) else v for k, v in obj.items()}
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _is_nan(v: Any) -> bool:
+    return isinstance(v, float) and v != v
 
 
 def normalise(scores: pd.DataFrame) -> pd.DataFrame:
     """Check the input contract and return a copy with canonical types.
 
     Strings stay strings, floats must be finite (a NaN score is an upstream bug, not something
-    to store), days become ``YYYY-MM-DD``; a duplicated (serial, day) keeps its last row, as
+    to store) except a ``p_fail_*`` the model marks unsupported (NaN, stored as null), days become ``YYYY-MM-DD``; a duplicated (serial, day) keeps its last row, as
     HBase would.
     """
     missing = [c for c in COLUMNS if c not in scores.columns]
@@ -158,7 +166,8 @@ def normalise(scores: pd.DataFrame) -> pd.DataFrame:
         df[col] = df[col].astype(str)
     for col in FLOAT_FIELDS:
         values = pd.to_numeric(df[col], errors="raise").astype("float64")
-        if not np.isfinite(values.to_numpy()).all():
+        known = values.dropna() if col in OPTIONAL_FIELDS else values
+        if not np.isfinite(known.to_numpy()).all():
             raise ValueError(f"scores have a non-finite {col}")
         df[col] = values
     if not df["rank_pct"].between(0, 100).all():
@@ -209,6 +218,8 @@ def encode_cells(df: pd.DataFrame) -> Encoded:
         return [cache[v] for v in values]
 
     def fl(col: str) -> list[str]:
+        if col in OPTIONAL_FIELDS:
+            return ["null" if v != v else repr(v) for v in df[col].tolist()]
         return [repr(v) for v in df[col].tolist()]
 
     serial = df["serial_number"].tolist()
@@ -290,12 +301,19 @@ def decode_latest(key: bytes, cells: dict[bytes, bytes]) -> dict[str, Any]:
     row: dict[str, Any] = {"serial_number": key.decode(), "risk": float(cells[C_RISK])}
     row.update(json.loads(cells[C_SREC]))
     row.update(json.loads(cells[C_MREC]))
-    return row
+    return _missing_as_nan(row)
 
 
 def decode_history(key: bytes, cells: dict[bytes, bytes]) -> dict[str, Any]:
     row: dict[str, Any] = {"serial_number": key.decode().split(KEY_SEP, 1)[0]}
     row.update(json.loads(cells[C_SREC]))
+    return _missing_as_nan(row)
+
+
+def _missing_as_nan(row: dict[str, Any]) -> dict[str, Any]:
+    for k in OPTIONAL_FIELDS:
+        if k in row and row[k] is None:
+            row[k] = float("nan")
     return row
 
 

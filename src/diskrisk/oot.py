@@ -1,0 +1,399 @@
+"""Out-of-time evaluation: the one yardstick for model choice, promotion and reports.
+
+A model is judged on days it has not seen, the way it will be used: fitted on what was known up
+to an origin day ``t`` and asked to rank the drives at risk on a later landmark by what happens
+*after* it. Picking models on a random slice of the training snapshot chose by noise (issue #11).
+
+* **Landmarks**: every ``step`` days from the first lake day; each is a survival snapshot
+  (:func:`diskrisk.survival.survival_dataset`). Training stacks the landmarks before ``t``
+  with follow-up censored at ``t`` (:func:`stacked`), so every failure inside the window
+  is an event of at least one snapshot.
+* **Splits** (:func:`rolling_splits`): origins ``t_1 < … < t_k`` spaced ``block`` days apart at
+  the end of the lake. Split ``i`` trains on landmarks before ``t_i`` with follow-up up to
+  ``t_i`` and tests on the landmark ``t_i`` with follow-up ``(t_i, t_i + block]``: test windows
+  never overlap each other or the training follow-up. :func:`fixed_origin_splits` keeps one
+  training origin and tests it on consecutive later landmarks (the benchmark's "first 20 days
+  → last 10").
+* **Metrics** (:func:`metrics`): Harrell's C pooled over the splits (concordant and comparable
+  pairs summed, pairs never cross splits), recall at an inspection budget (share of the drives
+  failing within the test window that rank in the top ``budget`` of their landmark),
+  time-dependent AUC at horizons the test windows support (sksurv), and calibration of
+  P(fail within the window) against Kaplan-Meier per risk decile. Intervals come from a
+  bootstrap over *drives* (a drive present in several test landmarks is drawn as a whole),
+  and :func:`paired_difference` draws the same drives for two models, which is what the
+  promotion rule needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from diskrisk.evaluate import calibration_table
+from diskrisk.models import RiskModel, survival_target
+from diskrisk.survival import survival_dataset, truncate_followup
+
+BUDGETS = (0.01, 0.005)
+SPLIT, WINDOW = "split", "window_days"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train on landmarks before ``origin`` (follow-up censored at ``origin``); test on each
+    ``(landmark, end)`` with follow-up ``(landmark, end]``."""
+
+    origin: str
+    test: tuple[tuple[str, str], ...]
+
+    @property
+    def name(self) -> str:
+        return self.origin
+
+
+@dataclass
+class Plan:
+    """Which landmarks and splits a lake supports (JSON-able for task hand-over)."""
+
+    days: list[str]
+    step: int
+    block: int
+    landmarks: list[str]
+    splits: list[Split]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "splits": [asdict(s) for s in self.splits]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
+        splits = [Split(s["origin"], tuple(tuple(t) for t in s["test"])) for s in d["splits"]]
+        return cls(d["days"], d["step"], d["block"], d["landmarks"], splits)
+
+
+def _d(x: str | date) -> date:
+    return x if isinstance(x, date) else date.fromisoformat(str(x))
+
+
+def landmarks(days: Sequence[str], step: int = 7) -> list[str]:
+    """Every ``step``-th calendar day from the first lake day that is a lake day and has at
+    least one later day (a landmark without follow-up teaches nothing)."""
+    if step < 1:
+        raise ValueError("step must be >= 1")
+    have = sorted(set(days))
+    first, last = _d(have[0]), _d(have[-1])
+    out, s = [], first
+    while s < last:
+        if s.isoformat() in have:
+            out.append(s.isoformat())
+        s += timedelta(days=step)
+    return out
+
+
+def default_block(n_days: int) -> int:
+    """Test window length: a sixth of the lake, 3..30 days (two origins then leave two thirds
+    of the days to train on)."""
+    return int(min(30, max(3, n_days // 6)))
+
+
+def rolling_splits(
+    days: Sequence[str], n_origins: int = 2, block: int | None = None
+) -> list[Split]:
+    """``n_origins`` origins ``block`` days apart, the last test window ending on the newest day."""
+    have = sorted(set(days))
+    block = block or default_block(len(have))
+    last = _d(have[-1])
+    out = []
+    for k in range(n_origins, 0, -1):
+        origin, end = last - timedelta(days=block * k), last - timedelta(days=block * (k - 1))
+        out.append(Split(origin.isoformat(), ((origin.isoformat(), end.isoformat()),)))
+    return _checked(out, have)
+
+
+def fixed_origin_splits(days: Sequence[str], origin: str, block: int) -> list[Split]:
+    """One training origin, tested on consecutive ``block``-day windows up to the newest day."""
+    have = sorted(set(days))
+    last, s = _d(have[-1]), _d(origin)
+    tests = []
+    while s < last:
+        end = min(s + timedelta(days=block), last)
+        tests.append((s.isoformat(), end.isoformat()))
+        s = end
+    return _checked([Split(origin, tuple(tests))], have)
+
+
+def _checked(splits: list[Split], have: list[str]) -> list[Split]:
+    for sp in splits:
+        if sp.origin <= have[0] or sp.origin not in have:
+            raise ValueError(f"origin {sp.origin} is not a lake day after the first ({have[0]})")
+        for lm, _ in sp.test:
+            if lm not in have:
+                raise ValueError(f"test landmark {lm} is not a lake day")
+    return splits
+
+
+def plan(
+    days: Sequence[str], *, step: int = 7, n_origins: int = 2, block: int | None = None
+) -> Plan:
+    have = sorted(set(days))
+    block = block or default_block(len(have))
+    return Plan(have, step, block, landmarks(have, step), rolling_splits(have, n_origins, block))
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def stacked(marks: Sequence[str], end: str, lookback: int = 30, **lake_args: Any) -> pd.DataFrame:
+    """Landmark snapshots before ``end`` stacked, follow-up censored at ``end``; one row per
+    (drive, landmark). Rows of one drive are correlated: resample by drive, never by row."""
+    frames = [survival_dataset(s, lookback, end=end, **lake_args) for s in marks if _d(s) < _d(end)]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        raise ValueError(f"no landmark before {end} has follow-up")
+    return pd.concat(frames, ignore_index=True)
+
+
+def train_frame(full: pd.DataFrame, origin: str) -> pd.DataFrame:
+    """A split's training rows from the stacked table of the whole lake: landmarks before
+    ``origin``, follow-up censored at ``origin`` (no outcome after it leaks in)."""
+    rows = full[full["snapshot_date"] < pd.Timestamp(origin)]
+    return truncate_followup(rows, origin)
+
+
+def test_frame(split: Split, lookback: int = 30, **lake_args: Any) -> pd.DataFrame:
+    """The split's test landmarks with their own follow-up windows, tagged with the split."""
+    frames = [
+        survival_dataset(lm, lookback, end=end, **lake_args).assign(
+            **{SPLIT: split.name, WINDOW: (_d(end) - _d(lm)).days}
+        )
+        for lm, end in split.test
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+@dataclass
+class Predictions:
+    """One row per (test landmark, drive): outcome, risk and P(fail within the test window)."""
+
+    family: str
+    frame: pd.DataFrame
+    fit_seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def predict_splits(
+    make: Callable[[], RiskModel],
+    splits: Sequence[Split],
+    train_of: Callable[[Split], pd.DataFrame],
+    test_of: Callable[[Split], pd.DataFrame],
+) -> Predictions:
+    """Fit a fresh model per split on its training rows and predict its test landmarks."""
+    parts, fit_s, family, notes = [], 0.0, "", []
+    for sp in splits:
+        train, test = train_of(sp), test_of(sp)
+        t0 = time.perf_counter()
+        model = make().fit(train)
+        fit_s += time.perf_counter() - t0
+        family = model.family
+        horizon = test[WINDOW].to_numpy(dtype=int)
+        p = np.full(len(test), np.nan)
+        h_max = float(model.train_max_time_ or 0)
+        for h in np.unique(horizon):
+            if h > h_max:
+                notes.append(f"{sp.name}: {h} d window beyond training follow-up {h_max:g} d")
+                continue
+            m = horizon == h
+            p[m] = 1 - model.predict_survival(test[m], (float(h),))[:, 0]
+        parts.append(
+            pd.DataFrame(
+                {
+                    SPLIT: sp.name,
+                    "serial_number": test["serial_number"].to_numpy(),
+                    "snapshot_date": pd.to_datetime(test["snapshot_date"]).to_numpy(),
+                    WINDOW: horizon,
+                    "duration_days": test["duration_days"].to_numpy(),
+                    "event": test["event"].to_numpy(bool),
+                    "risk": model.predict_risk(test),
+                    "p_fail_window": p,
+                }
+            )
+        )
+    return Predictions(family, pd.concat(parts, ignore_index=True), fit_s, notes)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _groups(frame: pd.DataFrame) -> list[np.ndarray]:
+    """Row indices per test landmark: concordance pairs never cross landmarks."""
+    keys = frame[SPLIT].astype(str) + "|" + frame["snapshot_date"].astype(str)
+    return [np.flatnonzero(keys.to_numpy() == k) for k in pd.unique(keys)]
+
+
+def _pairs(event: np.ndarray, time_: np.ndarray, risk: np.ndarray) -> tuple[float, float]:
+    """(concordant + ties/2, comparable) pairs from sksurv's Harrell C."""
+    from sksurv.metrics import concordance_index_censored
+
+    if not event.any():
+        return 0.0, 0.0
+    _, conc, disc, tied, _ = concordance_index_censored(event, time_, risk)
+    return conc + 0.5 * tied, float(conc + disc + tied)
+
+
+def pooled_c(
+    frame: pd.DataFrame, risk: str = "risk", rows: Sequence[np.ndarray] | None = None
+) -> float:
+    """Harrell's C with pairs pooled over test landmarks."""
+    e = frame["event"].to_numpy(bool)
+    t = frame["duration_days"].to_numpy(float)
+    r = frame[risk].to_numpy(float)
+    num = den = 0.0
+    for idx in rows if rows is not None else _groups(frame):
+        a, b = _pairs(e[idx], t[idx], r[idx])
+        num, den = num + a, den + b
+    return float(num / den) if den else float("nan")
+
+
+def recall_at_budget(frame: pd.DataFrame, budget: float, risk: str = "risk") -> float:
+    """Share of the drives failing within their test window that rank in the top ``budget``
+    of their landmark (the daily inspection list an operator can afford)."""
+    hit = fails = 0
+    for idx in _groups(frame):
+        part = frame.iloc[idx]
+        k = max(1, int(np.ceil(budget * len(part))))
+        top = part[risk].rank(ascending=False, method="first") <= k
+        fails += int(part["event"].sum())
+        hit += int((top & part["event"]).sum())
+    return hit / fails if fails else float("nan")
+
+
+def _bootstrap_rows(frame: pd.DataFrame, n: int, seed: int) -> list[list[np.ndarray]]:
+    """``n`` drive-clustered resamples: per test landmark, the row indices of the drawn
+    drives, each repeated as often as its drive was drawn."""
+    codes, uniques = pd.factorize(frame["serial_number"])
+    groups = _groups(frame)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        counts = np.bincount(rng.integers(0, len(uniques), len(uniques)), minlength=len(uniques))
+        out.append([np.repeat(idx, counts[codes[idx]]) for idx in groups])
+    return out
+
+
+def bootstrap_c(frame: pd.DataFrame, n: int = 200, seed: int = 0) -> tuple[float, float]:
+    """Percentile 95 % interval of the pooled C over drive-clustered resamples."""
+    values = [pooled_c(frame, rows=rows) for rows in _bootstrap_rows(frame, n, seed)]
+    values = [v for v in values if np.isfinite(v)]
+    if not values:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def paired_difference(
+    a: pd.DataFrame, b: pd.DataFrame, n: int = 200, seed: int = 0
+) -> dict[str, float]:
+    """C(a) - C(b) on the same test rows, with a 95 % interval from drawing the *same* drives
+    for both (paired: the shared noise of the test set cancels)."""
+    key = [SPLIT, "serial_number", "snapshot_date"]
+    both = a[[*key, "duration_days", "event", "risk"]].merge(
+        b[[*key, "risk"]], on=key, suffixes=("_a", "_b"), validate="one_to_one"
+    )
+    if len(both) != len(a) or len(both) != len(b):
+        raise ValueError("paired comparison needs predictions on exactly the same test rows")
+    diffs = []
+    for rows in _bootstrap_rows(both, n, seed):
+        diffs.append(pooled_c(both, "risk_a", rows) - pooled_c(both, "risk_b", rows))
+    d = np.asarray([x for x in diffs if np.isfinite(x)])
+    lo, hi = np.percentile(d, [2.5, 97.5]) if d.size else (np.nan, np.nan)
+    c_a, c_b = float(pooled_c(both, "risk_a")), float(pooled_c(both, "risk_b"))
+    return {
+        "c_a": c_a,
+        "c_b": c_b,
+        "gain": c_a - c_b,
+        "gain_ci_low": float(lo),
+        "gain_ci_high": float(hi),
+        "events": float(both["event"].sum()),
+    }
+
+
+def td_auc(
+    frame: pd.DataFrame, train_outcomes: pd.DataFrame, horizons: Sequence[float]
+) -> dict[str, float]:
+    """Cumulative/dynamic AUC (sksurv) per test landmark at the horizons its window supports,
+    averaged over landmarks weighted by their cases."""
+    from sksurv.metrics import cumulative_dynamic_auc
+    from sksurv.util import Surv
+
+    t_tr, e_tr = survival_target(train_outcomes)
+    y_train = Surv.from_arrays(e_tr, t_tr)
+    out: dict[str, float] = {}
+    for h in horizons:
+        num = den = 0.0
+        for idx in _groups(frame):
+            part = frame.iloc[idx]
+            t, e = part["duration_days"].to_numpy(float), part["event"].to_numpy(bool)
+            cases = int((e & (t <= h)).sum())
+            if cases == 0 or h >= t.max() or h >= t_tr.max():
+                continue
+            auc, _ = cumulative_dynamic_auc(y_train, Surv.from_arrays(e, t), part["risk"], [h])
+            num, den = num + float(auc[0]) * cases, den + cases
+        if den:
+            out[f"auc_{h:g}d"] = num / den
+    return out
+
+
+def calibration(frame: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """Predicted vs observed P(fail within the test window) per risk decile (rows of every
+    landmark whose window the model supports), and the decile-size-weighted mean gap."""
+    ok = frame["p_fail_window"].notna()
+    if not ok.any():
+        return pd.DataFrame(), float("nan")
+    h = float(frame.loc[ok, "window_days"].mode().max())  # one horizon per table
+    part = frame[ok & (frame["window_days"] == h)]
+    table = calibration_table(
+        part["p_fail_window"].to_numpy(float),
+        part["duration_days"].to_numpy(float),
+        part["event"].to_numpy(bool),
+        h,
+    )
+    gap = (table["predicted"] - table["observed"]).abs()
+    return table, float(np.average(gap, weights=table["n"]))
+
+
+def metrics(
+    pred: Predictions,
+    *,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    budgets: Sequence[float] = BUDGETS,
+    auc_horizons: Sequence[float] = (),
+    train_outcomes: pd.DataFrame | None = None,
+) -> dict[str, float]:
+    """Out-of-time metrics of one family's predictions (names prefixed ``oot_``)."""
+    f = pred.frame
+    m: dict[str, float] = {
+        "oot_n": float(len(f)),
+        "oot_events": float(f["event"].sum()),
+        "oot_splits": float(f[SPLIT].nunique()),
+        "oot_harrell_c": pooled_c(f),
+        "oot_fit_seconds": pred.fit_seconds,
+    }
+    if n_bootstrap > 0:
+        m["oot_harrell_c_ci_low"], m["oot_harrell_c_ci_high"] = bootstrap_c(f, n_bootstrap, seed)
+    for b in budgets:
+        m[f"oot_recall_top{b * 100:g}pct"] = recall_at_budget(f, b)
+    _, m["oot_calibration_abs_err"] = calibration(f)
+    observed = float(f["event"].sum())
+    expected = float(f["p_fail_window"].sum()) if f["p_fail_window"].notna().all() else np.nan
+    m["oot_calibration_oe"] = observed / expected if expected else float("nan")
+    if train_outcomes is not None and auc_horizons:
+        m.update({f"oot_{k}": v for k, v in td_auc(f, train_outcomes, auc_horizons).items()})
+    return m

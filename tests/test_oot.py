@@ -1,0 +1,186 @@
+"""Out-of-time evaluation (diskrisk.oot) on a seeded synthetic local lake and hand-made frames."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+from sksurv.metrics import concordance_index_censored
+
+from diskrisk import lake, oot, synth, validate
+from diskrisk.models import make_model
+
+
+@pytest.fixture(scope="module")
+def lake_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ootlake")
+    g = synth.Generator("2013", 3000, seed=5, h0=5e-5, degrade_share=0.05)
+    for d, t in g.days(date(2013, 4, 1), 36):
+        lake.write_local(validate.validate_bytes(synth.csv_bytes(t), f"{d}.csv"), root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def con(lake_root):
+    return lake.connect(root=lake_root)
+
+
+@pytest.fixture(scope="module")
+def days(con):
+    return sorted(str(r[0]) for r in con.execute("SELECT DISTINCT date FROM lake").fetchall())
+
+
+@pytest.fixture(scope="module")
+def tables(days, con):
+    p = oot.plan(days, step=5, n_origins=2, block=6)
+    full = oot.stacked(p.landmarks, days[-1], 20, con=con)
+    trains = {sp.name: oot.train_frame(full, sp.origin) for sp in p.splits}
+    tests = {sp.name: oot.test_frame(sp, 20, con=con) for sp in p.splits}
+    return p, full, trains, tests
+
+
+@pytest.fixture(scope="module")
+def predictions(tables):
+    p, _, trains, tests = tables
+    fit = {}
+    for family in ("coxnet", "km"):
+        fit[family] = oot.predict_splits(
+            lambda f=family: make_model(f),
+            p.splits,
+            lambda sp: trains[sp.name],
+            lambda sp: tests[sp.name],
+        )
+    return fit
+
+
+def test_plan_windows_do_not_overlap(days):
+    p = oot.plan(days, step=5, n_origins=3, block=6)
+    assert p.landmarks == days[:-1:5]
+    assert [s.origin for s in p.splits] == [days[-19], days[-13], days[-7]]
+    windows = [w for s in p.splits for w in s.test]
+    assert windows[-1][1] == days[-1]
+    for (_, end), (nxt, _) in itertools.pairwise(windows):
+        assert end == nxt  # contiguous: every later day is tested once
+    assert oot.Plan.from_dict(p.to_dict()) == p
+    fixed = oot.fixed_origin_splits(days, days[20], 5)
+    assert len(fixed) == 1 and fixed[0].test[0] == (days[20], days[25])
+    assert fixed[0].test[-1][1] == days[-1]
+    with pytest.raises(ValueError, match="not a lake day"):
+        oot.fixed_origin_splits(days, "2020-01-01", 5)
+    assert oot.default_block(30) == 5 and oot.default_block(365) == 30
+
+
+def test_no_outcome_after_the_origin_leaks_into_training(tables, days):
+    p, full, trains, tests = tables
+    for sp in p.splits:
+        tr, te = trains[sp.name], tests[sp.name]
+        origin = pd.Timestamp(sp.origin)
+        assert (tr["snapshot_date"] < origin).all()
+        stop = tr["snapshot_date"] + pd.to_timedelta(tr["duration_days"], unit="D")
+        assert (stop <= origin).all()
+        ((lm, end),) = sp.test
+        assert (te["snapshot_date"] == pd.Timestamp(lm)).all()
+        assert (te["duration_days"] <= (pd.Timestamp(end) - pd.Timestamp(lm)).days).all()
+        assert (te[oot.WINDOW] == (pd.Timestamp(end) - pd.Timestamp(lm)).days).all()
+    assert full["snapshot_date"].nunique() == len(p.landmarks)
+
+
+def test_stacking_uses_every_failure_of_the_window(tables, con, days):
+    p, _, trains, _ = tables
+    sp = p.splits[-1]
+    tr = trains[sp.name]
+    failed = con.execute(
+        f"""SELECT f.serial_number FROM lake f WHERE f.failure = 1
+            AND f.date > DATE '{days[0]}' AND f.date <= DATE '{sp.origin}'
+            AND EXISTS (SELECT 1 FROM lake l WHERE l.serial_number = f.serial_number
+                        AND l.date IN ({", ".join(f"DATE '{m}'" for m in p.landmarks)})
+                        AND l.date < f.date)"""
+    ).df()["serial_number"]
+    assert len(failed) >= 10
+    assert set(failed) == set(tr.loc[tr["event"], "serial_number"])
+    # a single snapshot at the first landmark misses the drives that appear later
+    first = tr[tr["snapshot_date"] == tr["snapshot_date"].min()]
+    assert first["event"].sum() <= tr.drop_duplicates("serial_number")["event"].sum()
+
+
+def test_out_of_time_metrics(predictions):
+    cox = oot.metrics(predictions["coxnet"], n_bootstrap=50, seed=1)
+    km = oot.metrics(predictions["km"], n_bootstrap=50, seed=1)
+    assert cox["oot_events"] >= 10 and cox["oot_splits"] == 2
+    assert cox["oot_harrell_c"] > 0.75 > km["oot_harrell_c"]
+    assert cox["oot_harrell_c_ci_low"] < cox["oot_harrell_c"] < cox["oot_harrell_c_ci_high"]
+    assert 0 <= cox["oot_recall_top0.5pct"] <= cox["oot_recall_top1pct"] <= 1
+    assert cox["oot_recall_top1pct"] > km["oot_recall_top1pct"]
+    frame = predictions["coxnet"].frame
+    assert frame["p_fail_window"].between(0, 1, inclusive="neither").all()
+    table, err = oot.calibration(frame)
+    assert len(table) == 10 and table["n"].sum() == len(frame)
+    assert 0 <= err < 0.2 and np.isfinite(cox["oot_calibration_oe"])
+
+
+def test_pooled_c_is_sksurv_c_within_one_landmark():
+    rng = np.random.default_rng(0)
+    n = 400
+    f = pd.DataFrame(
+        {
+            oot.SPLIT: "a",
+            "serial_number": [f"s{i}" for i in range(n)],
+            "snapshot_date": pd.Timestamp("2024-01-01"),
+            "duration_days": rng.integers(1, 10, n),
+            "event": rng.random(n) < 0.1,
+            "risk": rng.normal(size=n),
+        }
+    )
+    expected = concordance_index_censored(f["event"], f["duration_days"].astype(float), f["risk"])
+    assert oot.pooled_c(f) == pytest.approx(expected[0])
+    # pooling two landmarks never compares drives across them: C of a copy shifted in risk
+    # (all riskier) is unchanged
+    g = f.assign(snapshot_date=pd.Timestamp("2024-01-08"), risk=f["risk"] + 100)
+    assert oot.pooled_c(pd.concat([f, g], ignore_index=True)) == pytest.approx(expected[0])
+
+
+def test_recall_at_budget_hand_computed():
+    f = pd.DataFrame(
+        {
+            oot.SPLIT: "a",
+            "serial_number": [f"s{i}" for i in range(200)],
+            "snapshot_date": pd.Timestamp("2024-01-01"),
+            "duration_days": 5,
+            "event": [True, True, True, True] + [False] * 196,
+            "risk": [100.0, 99.0, 0.1, 0.2, *list(np.linspace(0, 50, 196))],
+        }
+    )
+    assert oot.recall_at_budget(f, 0.01) == 0.5  # top 2 of 200: both riskiest failed
+    assert oot.recall_at_budget(f, 0.005) == 0.25  # top 1
+    assert oot.recall_at_budget(f.assign(event=False), 0.01) != oot.recall_at_budget(f, 0.01)
+
+
+def test_paired_difference(predictions):
+    cox, km = predictions["coxnet"].frame, predictions["km"].frame
+    same = oot.paired_difference(cox, cox, n=30)
+    assert same["gain"] == 0 and same["gain_ci_low"] == 0 == same["gain_ci_high"]
+    d = oot.paired_difference(cox, km, n=100, seed=2)
+    assert d["gain"] == pytest.approx(d["c_a"] - d["c_b"])
+    assert d["gain_ci_low"] > 0  # cox clearly beats the age-only reference
+    reverse = oot.paired_difference(km, cox, n=100, seed=2)
+    assert reverse["gain_ci_high"] == pytest.approx(-d["gain_ci_low"])
+    with pytest.raises(ValueError, match="exactly the same test rows"):
+        oot.paired_difference(cox, km.iloc[1:], n=10)
+
+
+def test_a_lake_too_short_for_the_test_windows_is_a_short_lake_error(monkeypatch, tmp_path):
+    """Default plan (two origins, windows of at least 3 days): 8 days are the minimum; fewer
+    raise ShortLakeError, which the DAG's dataset task turns into a skip or an immediate fail."""
+    from diskrisk.train import ShortLakeError, TrainSettings, training_plan
+
+    monkeypatch.setenv("DISKRISK_ENV_FILE", str(tmp_path / "absent.env"))
+    days = [date.fromordinal(date(2013, 4, 10).toordinal() + i).isoformat() for i in range(9)]
+    t = TrainSettings()
+    assert [s.origin for s in training_plan(days[:8], t).splits] == ["2013-04-11", "2013-04-14"]
+    for n in (1, 3, 7):
+        with pytest.raises(ShortLakeError, match=f"{n} lake days up to {days[n - 1]} cannot hold"):
+            training_plan(days[:n], t)
+    assert issubclass(ShortLakeError, RuntimeError)  # callers catching RuntimeError still do
