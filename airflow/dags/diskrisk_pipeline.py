@@ -20,32 +20,19 @@ Each task is one call into ``diskrisk.pipeline``; nothing heavy happens at impor
 Settings (``BACKBLAZE_SOURCE``, ``DISKRISK_LAKE_PREFIX``, ...) are read by each task from the
 environment, then from the `.env` named by ``DISKRISK_ENV_FILE`` (``diskrisk.config``), so an
 edit of `.env` reaches the next run without restarting Airflow. ``DISKRISK_SCHEDULE`` is read
-the same way when the file is parsed.
+the same way (the light ``diskrisk.config``) when the file is parsed.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from diskrisk.config import PipelineSettings, load
 from diskrisk.families import DEFAULT_FAMILIES, FAMILIES
-
-
-def _setting(name: str, default: str) -> str:
-    """A setting at parse time, cheaply: the environment, then DISKRISK_ENV_FILE (as
-    diskrisk.config does, without importing it)."""
-    if os.environ.get(name):
-        return os.environ[name]
-    from dotenv import dotenv_values
-
-    path = Path(os.environ.get("DISKRISK_ENV_FILE", ".env"))
-    value = dotenv_values(path).get(name) if path.is_file() else None
-    return value or default
 
 
 def _on_failure(context) -> None:  # type: ignore[no-untyped-def]
@@ -56,7 +43,7 @@ def _on_failure(context) -> None:  # type: ignore[no-untyped-def]
 
 @dag(
     dag_id="diskrisk_pipeline",
-    schedule=_setting("DISKRISK_SCHEDULE", "@daily"),
+    schedule=load(PipelineSettings).schedule,
     start_date=pendulum.datetime(2013, 4, 10, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -29,7 +29,30 @@ class ConfigError(RuntimeError):
     """A required setting is missing or malformed; the message names the variable."""
 
 
-class _Base(BaseSettings):
+class EnvFileSettings(BaseSettings):
+    """The one way every settings group is read: the environment, then the `.env` that
+    ``DISKRISK_ENV_FILE`` names at the time the settings are built (not at import), then the
+    defaults. The service groups below add their config; the optional knob groups
+    (``DISKRISK_TRAIN_*``, ``DISKRISK_PROMOTION_*``, ``DISKRISK_DRIFT_*``) derive from it."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            DotEnvSettingsSource(settings_cls, env_file=env_file()),
+            file_secret_settings,
+        )
+
+
+class _Base(EnvFileSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=False, frozen=True)
 
 
@@ -106,28 +129,6 @@ class PipelineSettings(_Base):
         return value
 
 
-class EnvFileSettings(BaseSettings):
-    """Base of the optional knob groups (``DISKRISK_TRAIN_*``, ``DISKRISK_PROMOTION_*``,
-    ``DISKRISK_DRIFT_*``): the environment, then the `.env` that ``DISKRISK_ENV_FILE`` names at
-    the time the settings are built (not at import), then the defaults."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (
-            init_settings,
-            env_settings,
-            DotEnvSettingsSource(settings_cls, env_file=env_file()),
-            file_secret_settings,
-        )
-
-
 class HBaseSettings(_Base):
     thrift_host: str = Field(alias="HBASE_THRIFT_HOST", min_length=1)
     thrift_port: PositiveInt = Field(alias="HBASE_THRIFT_PORT", lt=65536)
@@ -159,7 +160,7 @@ def env_file() -> Path:
 def load(cls: type[S]) -> S:
     """Instantiate a settings group, failing fast with the names of the bad variables."""
     try:
-        return cls(_env_file=env_file())  # type: ignore[call-arg]
+        return cls()
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

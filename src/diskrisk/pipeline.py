@@ -31,10 +31,10 @@ log = logging.getLogger(__name__)
 
 
 # --- data ------------------------------------------------------------------------------------------
-def source() -> str:
+def source(src: str | None = None) -> str:
     """Where Backblaze days come from: a folder, a quarterly zip, a URL or one CSV
     (``BACKBLAZE_SOURCE``: the environment, then the `.env` of ``DISKRISK_ENV_FILE``)."""
-    src = load(PipelineSettings).source
+    src = load(PipelineSettings).source if src is None else src
     if not src:
         raise ConfigError(
             f"BACKBLAZE_SOURCE is not set (a folder, a zip, a URL or a CSV; environment or {env_file()})"
@@ -66,13 +66,14 @@ def run_window(params: dict[str, Any], logical_date: Any, run_after: Any = None)
     catch up (or no source is configured), the result carries ``skip`` with the reason and no
     range; a range without a source is a configuration error.
     """
-    if not params.get("start") and not load(PipelineSettings).source:
+    configured = load(PipelineSettings).source
+    if not params.get("start") and not configured:
         # The shipped configuration has no source (the demo sets one): a scheduled run then
         # has nothing to catch up, which is not a failure of the run.
         reason = f"nothing to collect: BACKBLAZE_SOURCE is not set (environment or {env_file()})"
         log.warning(reason)
         return {"source": "", "start": None, "end": None, "mode": "catch-up", "skip": reason}
-    src = source()
+    src = source(configured)
     if params.get("start"):
         lo = date.fromisoformat(params["start"])
         hi = date.fromisoformat(params.get("end") or params["start"])
