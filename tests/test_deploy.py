@@ -35,6 +35,8 @@ import pytest
 import requests
 from dotenv import dotenv_values
 
+from diskrisk.airflow_api import AirflowClient
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.deploy, pytest.mark.slow]
 
@@ -67,6 +69,7 @@ class Deployment:
     env: dict[str, str]
     profiles: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    _client: AirflowClient | None = None
 
     def compose(self, *args: str, check: bool = True, timeout: float = 1200) -> str:
         cmd = [str(ROOT / "scripts" / "compose"), "--project-name", PROJECT]
@@ -103,56 +106,35 @@ class Deployment:
     def mlflow(self) -> str:
         return f"http://{PUBLISHED['MLFLOW_UI_ADDRESS']}"
 
-    def token(self) -> str:
-        resp = requests.post(
-            f"{self.airflow}/auth/token",
-            json={
-                "username": self.env["AIRFLOW_ADMIN_USERNAME"],
-                "password": self.env["AIRFLOW_ADMIN_PASSWORD"],
-            },
-            timeout=30,
-        )
-        resp.raise_for_status()
-        return str(resp.json()["access_token"])
-
-    def api(self, method: str, path: str, body: Any = None) -> Any:
-        resp = requests.request(
-            method,
-            f"{self.airflow}/api/v2{path}",
-            json=body,
-            headers={"Authorization": f"Bearer {self.token()}"},
-            timeout=60,
-        )
-        assert resp.ok, f"{method} {path}: {resp.status_code} {resp.text[:2000]}"
-        return resp.json() if resp.content else None
+    @property
+    def client(self) -> AirflowClient:
+        """The project's REST client (the one `diskrisk trigger` uses), on the published UI."""
+        if self._client is None:
+            self._client = AirflowClient(
+                self.airflow,
+                self.env["AIRFLOW_ADMIN_USERNAME"],
+                self.env["AIRFLOW_ADMIN_PASSWORD"],
+                timeout=60,
+            )
+        return self._client
 
     def unpause(self) -> None:
-        deadline = time.monotonic() + 600
-        while True:  # the dag-processor parses the DAG some seconds after start
-            resp = requests.get(
-                f"{self.airflow}/api/v2/dags/{DAG_ID}",
-                headers={"Authorization": f"Bearer {self.token()}"},
-                timeout=30,
-            )
-            if resp.status_code != 404 or time.monotonic() > deadline:
-                break
-            time.sleep(5)
-        self.api("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
+        self.client.wait_for_dag(DAG_ID, timeout=600)  # parsed some seconds after start
+        self.client.set_paused(False, DAG_ID)
 
     def runs(self) -> list[dict[str, Any]]:
-        return list(self.api("GET", f"/dags/{DAG_ID}/dagRuns?limit=100")["dag_runs"])
+        return self.client.runs(DAG_ID)
 
     def trigger(self, conf: dict[str, Any]) -> str:
         """What the UI's trigger form sends: no logical date, the params as conf."""
         self.unpause()
-        run = self.api("POST", f"/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})
+        run = self.client.trigger(conf, DAG_ID)
         assert run["logical_date"] is None
         return str(run["dag_run_id"])
 
     def task_instances(self, run_id: str) -> dict[str, dict[str, Any]]:
-        tis = self.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances?limit=100")
         out: dict[str, dict[str, Any]] = {}
-        for ti in tis["task_instances"]:
+        for ti in self.client.task_instances(run_id, DAG_ID):
             key = ti["task_id"] + (f"[{ti['map_index']}]" if ti.get("map_index", -1) >= 0 else "")
             out[key] = ti
         return out
@@ -161,7 +143,7 @@ class Deployment:
         """Poll the run (as the UI's grid does) until it ends or `until(task_instances)` holds."""
         deadline = time.monotonic() + RUN_TIMEOUT
         while time.monotonic() < deadline:
-            state = self.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")["state"]
+            state = self.client.run(run_id, DAG_ID)["state"]
             if state in {"success", "failed"}:
                 return str(state)
             if until is not None and until(self.task_instances(run_id)):
@@ -175,21 +157,16 @@ class Deployment:
         self.timings[run_id] = time.monotonic() - t0
         tis = self.task_instances(run_id)
         summary = {k: v["state"] for k, v in tis.items()}
-        assert state == "success", f"run {run_id} {state}: {summary}\n{self.task_logs(run_id)}"
+        assert state == "success", f"run {run_id} {state}: {summary}\n{self.task_logs(run_id, tis)}"
         return tis
 
-    def task_logs(self, run_id: str) -> str:
-        out = []
-        for key, ti in self.task_instances(run_id).items():
-            if ti["state"] in {"failed", "up_for_retry"}:
-                resp = requests.get(
-                    f"{self.airflow}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/"
-                    f"{ti['task_id']}/logs/{max(ti['try_number'], 1)}",
-                    headers={"Authorization": f"Bearer {self.token()}"},
-                    timeout=60,
-                )
-                out.append(f"--- {key} ---\n{resp.text[-4000:]}")
-        return "\n".join(out)
+    def task_logs(self, run_id: str, tis: dict[str, dict[str, Any]]) -> str:
+        return "\n".join(
+            f"--- {key} ---\n"
+            + self.client.task_log(run_id, ti["task_id"], max(ti["try_number"], 1))[-4000:]
+            for key, ti in tis.items()
+            if ti["state"] in {"failed", "up_for_retry"}
+        )
 
     def champion(self) -> dict[str, Any]:
         """The champion alias through MLflow's REST API, as the pipeline's user."""
