@@ -3,9 +3,7 @@
     make compose-smoke
     (= docker compose exec -T airflow-apiserver python - < docker/compose_smoke.py)
 
-1. gets a token from the Airflow API (/auth/token) as the admin of the simple auth manager
-   (user from AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS, password from its passwords file, which
-   only airflow-init and this container mount);
+1. talks to the Airflow API through diskrisk.airflow_api as the admin of the simple auth manager;
 2. unpauses and triggers the DAG (SMOKE_DAG_ID, default diskrisk_pipeline) with SMOKE_CONF (JSON)
    and waits for the run to finish (SMOKE_TIMEOUT seconds);
 3. checks that the registered model has a `champion` alias in MLflow (pipeline identity);
@@ -23,12 +21,10 @@ import shutil
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
-API = os.environ["AIRFLOW_API_URL"].rstrip("/")
+from diskrisk.airflow_api import AirflowClient, summarize
+
 DAG_ID = os.environ.get("SMOKE_DAG_ID", "diskrisk_pipeline")
 CONF = json.loads(os.environ.get("SMOKE_CONF") or "{}")
 TIMEOUT = float(os.environ.get("SMOKE_TIMEOUT", "3600"))
@@ -39,59 +35,29 @@ def log(msg: str) -> None:
     print(f"[smoke {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def call(method: str, path: str, token: str | None = None, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"{API}{path}", data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        raw = resp.read()
-    return json.loads(raw) if raw else None
-
-
-def token() -> str:
+def client() -> AirflowClient:
+    """The admin of the simple auth manager: user from AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS,
+    password from its passwords file (only airflow-init and this container mount it)."""
     user = os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(",")[0].split(":")[0]
     pw_file = os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
     password = json.loads(Path(pw_file).read_text())[user]
-    return str(
-        call("POST", "/auth/token", body={"username": user, "password": password})["access_token"]
-    )
+    return AirflowClient(os.environ["AIRFLOW_API_URL"], user, password)
 
 
-def wait_for_dag(tok: str) -> None:
-    deadline = time.monotonic() + 600
-    while True:
-        try:
-            call("GET", f"/api/v2/dags/{DAG_ID}", tok)
-            return
-        except urllib.error.HTTPError as exc:
-            if exc.code != 404 or time.monotonic() > deadline:
-                raise
-        log(f"waiting for the dag-processor to parse {DAG_ID}")
-        time.sleep(10)
-
-
-def run_dag(tok: str) -> None:
-    wait_for_dag(tok)
-    call("PATCH", f"/api/v2/dags/{DAG_ID}", tok, {"is_paused": False})
-    run = call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", tok, {"logical_date": None, "conf": CONF})
-    run_id = run["dag_run_id"]
+def run_dag(api: AirflowClient) -> None:
+    api.wait_for_dag(DAG_ID, timeout=600)
+    api.set_paused(False, DAG_ID)
+    run_id = api.trigger(CONF, DAG_ID)["dag_run_id"]
     log(f"triggered {DAG_ID} run {run_id}")
-    deadline = time.monotonic() + TIMEOUT
-    state = run.get("state")
-    while state not in {"success", "failed"}:
-        if time.monotonic() > deadline:
-            sys.exit(f"{DAG_ID} run {run_id} still {state} after {TIMEOUT:.0f}s")
-        time.sleep(15)
-        tok = token()  # a long run outlives one token
-        state = call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}", tok)["state"]
-        log(f"{run_id}: {state}")
-    tasks = call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", tok)
-    for ti in tasks.get("task_instances", []):
-        log(f"  {ti['task_id']}: {ti['state']}")
-    if state != "success":
-        sys.exit(f"{DAG_ID} run {run_id} {state}")
+    run = api.wait(
+        run_id,
+        DAG_ID,
+        timeout=TIMEOUT,
+        poll=15,
+        on_change=lambda r, tis: log(f"{run_id}: {r['state']} {summarize(tis)}"),
+    )
+    if run["state"] != "success":
+        sys.exit(f"{DAG_ID} run {run_id} {run['state']}")
 
 
 def champion() -> None:
@@ -147,7 +113,7 @@ def drift_report() -> None:
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    run_dag(token())
+    run_dag(client())
     champion()
     drift_report()
     log("ok")
