@@ -54,7 +54,7 @@ def _peak_rss_mib() -> float:
 
 
 def _purge(prefix: str) -> None:
-    cl, bucket = s3.client(), ingest.bucket()
+    cl, bucket = s3.client(), s3.bucket()
     objs = []
     for page in cl.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
         objs += [

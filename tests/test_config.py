@@ -174,7 +174,7 @@ def test_malformed_pipeline_setting_is_named(monkeypatch, tmp_path, name, value)
 
 
 def test_knob_groups_read_the_env_file_named_when_they_are_built(monkeypatch, tmp_path):
-    from diskrisk.registry import PromotionSettings
+    from diskrisk.config import PromotionSettings
 
     assert PromotionSettings().min_events == 10
     _env_file(monkeypatch, tmp_path, DISKRISK_PROMOTION_MIN_EVENTS="3")

@@ -244,7 +244,7 @@ def test_short_lake_skips_training_with_a_champion_and_fails_without(monkeypatch
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from diskrisk import pipeline
-    from diskrisk.train import ShortLakeError
+    from diskrisk.dataset import ShortLakeError
 
     def short(cutoff=None):
         raise ShortLakeError("3 lake days up to 2013-04-12 cannot hold 2 out-of-time windows")

@@ -44,10 +44,10 @@ if not DATA.is_dir() or not _s3_ready():
         raise RuntimeError(_why)
     pytest.skip(_why, allow_module_level=True)
 
-from diskrisk import ingest, lake, s3, stats, survival  # noqa: E402
+from diskrisk import ingest, lake, layout, s3, stats, survival  # noqa: E402
 from diskrisk.validate import CorruptZipError  # noqa: E402
 
-BUCKET = ingest.bucket()
+BUCKET = s3.bucket()
 
 
 def versions(prefix: str) -> list[dict]:
@@ -109,7 +109,7 @@ def test_all_days_collected_and_every_row_lands(real_lake, truth):
     assert sum(d["rows"] for d in manifest["days"].values()) == truth.num_rows
     # raw objects carry the sha256 and row count of the original bytes
     first = sorted(DATA.glob("*.csv"))[0]
-    meta = s3.head(ingest.raw_key(date.fromisoformat(first.stem), prefix))["Metadata"]
+    meta = s3.head(layout.raw(date.fromisoformat(first.stem), prefix))["Metadata"]
     assert meta["sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
     assert int(meta["rows"]) == first.read_bytes().count(b"\n") - 1
 
@@ -203,7 +203,7 @@ def test_malformed_inputs_are_reported_and_valid_rows_land(scratch, tmp_path):
             .read()
         )
         assert text in rec["reason"]
-        assert s3.head(lake.lake_key(date.fromisoformat(d), prefix)) is None
+        assert s3.head(layout.lake_day(date.fromisoformat(d), prefix)) is None
 
     assert by_day["2013-06-05"].status == "written"
     assert any("byte-order mark" in w for w in by_day["2013-06-05"].warnings)
@@ -275,7 +275,7 @@ def test_replaced_bytes_keep_old_version(scratch, tmp_path):
     second = lake.process(one, prefix=prefix)
     res = second.collected.days[0]
     assert res.status == "replaced" and res.previous_sha256 == old_sha
-    key = ingest.raw_key(date.fromisoformat(src.stem), prefix)
+    key = layout.raw(date.fromisoformat(src.stem), prefix)
     vs = [v for v in versions(key) if v["Key"] == key]
     assert len(vs) == 2
     old = next(v for v in vs if not v["IsLatest"])
@@ -304,7 +304,7 @@ def test_corrupt_zip_member_is_reported_and_other_days_land(scratch, tmp_path):
     assert [e.file for e in summary.errors] == [days[0].name]
     assert "q.zip!" in str(summary.errors[0])
     assert [d.day.isoformat() for d in summary.collected.days] == [days[1].stem]
-    assert s3.head(ingest.raw_key(date.fromisoformat(days[0].stem), prefix)) is None
+    assert s3.head(layout.raw(date.fromisoformat(days[0].stem), prefix)) is None
     assert s3.head(f"{prefix}quarantine/_files/{days[0].name}.json") is not None
 
 
@@ -354,7 +354,7 @@ def test_large_day_is_uploaded_in_multipart_chunks(scratch, tmp_path):
     assert size > chunk
     summary = ingest.collect(path, prefix=scratch, chunk_size=chunk)
     assert summary.days[0].status == "new"
-    head = s3.head(ingest.raw_key(date(2024, 5, 1), scratch))
+    head = s3.head(layout.raw(date(2024, 5, 1), scratch))
     parts = -(-size // chunk)
     assert head["ETag"].strip('"').endswith(f"-{parts}")  # S3 multipart ETag
     assert head["ContentLength"] == size

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diskrisk.drift import DriftSettings, check_drift, drift_features, write_report
+from diskrisk.config import DriftSettings
+from diskrisk.drift import check_drift, drift_features, write_report
 
 NUM = ["smart_5_raw", "smart_197_raw", "age_days", "capacity_tb"]
 CAT = ["vendor"]

@@ -27,7 +27,7 @@ def test_models_register_exactly_the_listed_families():
 
 
 def test_training_default_is_the_default_list(monkeypatch, tmp_path):
-    from diskrisk.train import TrainSettings
+    from diskrisk.config import TrainSettings
 
     monkeypatch.delenv("DISKRISK_TRAIN_FAMILIES", raising=False)
     monkeypatch.setenv("DISKRISK_ENV_FILE", str(tmp_path / "absent.env"))

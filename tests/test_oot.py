@@ -174,7 +174,8 @@ def test_paired_difference(predictions):
 def test_a_lake_too_short_for_the_test_windows_is_a_short_lake_error(monkeypatch, tmp_path):
     """Default plan (two origins, windows of at least 3 days): 8 days are the minimum; fewer
     raise ShortLakeError, which the DAG's dataset task turns into a skip or an immediate fail."""
-    from diskrisk.train import ShortLakeError, TrainSettings, training_plan
+    from diskrisk.config import TrainSettings
+    from diskrisk.dataset import ShortLakeError, training_plan
 
     monkeypatch.setenv("DISKRISK_ENV_FILE", str(tmp_path / "absent.env"))
     days = [date.fromordinal(date(2013, 4, 10).toordinal() + i).isoformat() for i in range(9)]

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from diskrisk.config import PromotionSettings
 from diskrisk.registry import (
     CHALLENGER,
     CHAMPION,
-    PromotionSettings,
     alias_version,
     apply,
     champion_c_index,

@@ -8,6 +8,7 @@ import pytest
 
 from diskrisk.models import make_model
 from diskrisk.pyfunc import save_pyfunc
+from diskrisk.registry import Predictor
 from diskrisk.scoring import SCORE_COLUMNS, ScoringError, score_frame
 from diskrisk.sinks import normalise
 from test_models import make_frame
@@ -28,7 +29,9 @@ def fitted(tmp_path_factory):
 def test_score_rows_match_the_sink_contract(fitted):
     df, model = fitted
     version = SimpleNamespace(name="risk", version="7", run_id="r123")
-    out = score_frame(df, version, model, "2024-01-30", scored_at="2024-01-31T00:00:00+00:00")
+    out = score_frame(
+        df, Predictor(version, model), "2024-01-30", scored_at="2024-01-31T00:00:00+00:00"
+    )
     assert list(out.columns) == list(SCORE_COLUMNS)
     assert len(out) == len(df) and out["serial_number"].is_unique
     assert out["rank_pct"].between(0, 100, inclusive="right").all()
@@ -40,7 +43,7 @@ def test_score_rows_match_the_sink_contract(fitted):
 
 def test_no_drive_is_an_error(fitted):
     df, model = fitted
-    with pytest.raises(ScoringError, match="no drive was observed on 2024-01-30"):
+    with pytest.raises(ScoringError, match="no drive was observed on x"):
         score_frame(
-            df.iloc[:0], SimpleNamespace(name="r", version="1", run_id="x"), model, "2024-01-30"
+            df.iloc[:0], Predictor(SimpleNamespace(name="r", version="1", run_id="x"), model), "x"
         )

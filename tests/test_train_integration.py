@@ -32,14 +32,10 @@ def isolated(monkeypatch):
 
 def test_operator_commands_use_the_out_of_time_splits(stack_env, backblaze_dir, tmp_path, isolated):
     from diskrisk import pipeline
-    from diskrisk.train import (
-        DatasetRef,
-        evaluate_alias,
-        list_versions,
-        promote_challenger,
-        read_parquet,
-        retrain_rounds,
-    )
+    from diskrisk.dataset import DatasetRef, read_table
+    from diskrisk.ops import evaluate_alias, retrain_rounds
+    from diskrisk.promote import promote_challenger
+    from diskrisk.registry import Registry
 
     pipeline.build_lake(pipeline.collect(str(backblaze_dir), "2013-04-10", "2013-05-04"))
     with pytest.raises(RuntimeError, match="out-of-time test windows"):
@@ -50,7 +46,7 @@ def test_operator_commands_use_the_out_of_time_splits(stack_env, backblaze_dir, 
         "2013-04-30",
     ]
     for s in ref.splits:  # training outcomes end at the origin; tests start after it
-        train, test = read_parquet(s["train_key"]), read_parquet(s["test_key"])
+        train, test = read_table(s["train_key"]), read_table(s["test_key"])
         assert (train["snapshot_date"] + train["duration_days"].astype("timedelta64[D]")).max() <= (
             test["snapshot_date"].min()
         )
@@ -83,6 +79,6 @@ def test_operator_commands_use_the_out_of_time_splits(stack_env, backblaze_dir, 
     assert "unsupported_horizons" in meta and "p_fail_90d" in meta
     saved = json.loads((tmp_path / "out" / "retrain_report.json").read_text())
     assert saved == report["rounds"]
-    rows = {r["version"]: r for r in list_versions()}
+    rows = {r["version"]: r for r in Registry.connect().list()}
     assert rows[int(first["version"])]["aliases"].find("champion") >= 0
     assert all(r["decision"] for r in rows.values())

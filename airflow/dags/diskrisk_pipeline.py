@@ -136,8 +136,8 @@ def diskrisk_pipeline():
 
     @task
     def dataset() -> str:
+        from diskrisk.dataset import ShortLakeError
         from diskrisk.pipeline import dataset, short_lake
-        from diskrisk.train import ShortLakeError
 
         try:
             return dataset()

@@ -37,9 +37,9 @@ def main() -> int:
 
     from diskrisk.airflow_api import AirflowClient
     from diskrisk.cli_pipeline import follow_run, ready_dag
-    from diskrisk.config import PipelineSettings, load
+    from diskrisk.config import PipelineSettings, TrainSettings, load
+    from diskrisk.dataset import ShortLakeError, training_plan
     from diskrisk.ingest import days_of
-    from diskrisk.train import ShortLakeError, TrainSettings, training_plan
 
     client = AirflowClient.from_settings()
     say(f"Airflow at {client.base_url}: waiting for the DAG, unpausing it")

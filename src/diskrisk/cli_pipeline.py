@@ -1,5 +1,5 @@
 """CLI commands of the modelling half: train, evaluate, promote, models, export, drift, score,
-risk, top, retrain, report. Each is a thin shell over ``diskrisk.pipeline`` / ``diskrisk.train``."""
+risk, top, retrain, report. Each is a thin shell over ``diskrisk.pipeline`` / ``diskrisk.ops``."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def train(
 ) -> None:
     """Train challengers on the survival dataset, log them to MLflow, register them."""
     from diskrisk import pipeline
-    from diskrisk.train import TrainSettings
+    from diskrisk.config import TrainSettings
 
     ref = pipeline.dataset(cutoff)
     results = []
@@ -65,7 +65,8 @@ def evaluate(
 ) -> None:
     """Out-of-time metrics of a registered model's recipe, refitted on the lake's splits."""
     from diskrisk import pipeline
-    from diskrisk.train import DatasetRef, evaluate_alias
+    from diskrisk.dataset import DatasetRef
+    from diskrisk.ops import evaluate_alias
 
     ref = DatasetRef.from_json(pipeline.dataset(cutoff))
     console.print(evaluate_alias(alias, ref))
@@ -74,7 +75,7 @@ def evaluate(
 @app.command()
 def promote() -> None:
     """Compare the current challenger with the champion on the challenger's holdout."""
-    from diskrisk.train import promote_challenger
+    from diskrisk.promote import promote_challenger
 
     console.print(promote_challenger())
 
@@ -82,12 +83,12 @@ def promote() -> None:
 @app.command()
 def models() -> None:
     """Registered versions with their aliases, metrics and promotion decisions."""
-    from diskrisk.train import list_versions
+    from diskrisk.registry import Registry
 
     console.print(
         _table(
             "diskrisk-failure-risk",
-            list_versions(),
+            Registry.connect().list(),
             [
                 "version",
                 "aliases",
@@ -106,7 +107,7 @@ def models() -> None:
 @app.command()
 def export(out: Path = typer.Option(Path("champion.zip"), help="zip to write")) -> None:
     """The champion as a zip: MLmodel, model files, requirements and a README."""
-    from diskrisk.train import export_champion
+    from diskrisk.ops import export_champion
 
     console.print(f"wrote {export_champion(out)}")
 
@@ -182,7 +183,7 @@ def retrain(
     out: Path = typer.Option(Path("out/retrain")),
 ) -> None:
     """Background retraining: fine-tune the champion ``rounds`` times, keep the best."""
-    from diskrisk.train import retrain_rounds
+    from diskrisk.ops import retrain_rounds
 
     report = retrain_rounds(start, end, rounds, out)
     console.print_json(json.dumps(report, default=str))
@@ -191,9 +192,11 @@ def retrain(
 @app.command()
 def report() -> None:
     """What a user wants to see after a run: champion, C-index, drift, riskiest drives, URLs."""
-    from diskrisk.train import list_versions
+    from diskrisk.drift import latest_verdict
+    from diskrisk.registry import Registry
 
-    champ = next((v for v in list_versions() if "champion" in v["aliases"]), None)
+    versions = Registry.connect().list()
+    champ = next((v for v in versions if "champion" in v["aliases"]), None)
     if champ is None:
         console.print("[red]no champion yet[/red]")
         raise typer.Exit(1)
@@ -203,7 +206,6 @@ def report() -> None:
         f"{champ['harrell_c']:.4f} (95% CI {champ['c_ci95']}), recall in the top 1% "
         f"{champ['recall_top1pct']:.0%}; decision: {champ['reason']}"
     )
-    versions = list_versions()
     newest = [v for v in versions if v["window"] == versions[-1]["window"]]
     console.print(
         _table(
@@ -212,9 +214,7 @@ def report() -> None:
             ["version", "family", "harrell_c", "c_ci95", "recall_top1pct", "decision", "reason"],
         )
     )
-    from diskrisk.train import latest_drift
-
-    console.print(f"drift: {latest_drift()}")
+    console.print(f"drift: {latest_verdict()}")
     top(10)
     from diskrisk.config import AirflowSettings, MlflowSettings, load
 
@@ -308,3 +308,24 @@ def trigger(
     console.print(f"triggered {run['dag_run_id']} with {json.dumps(conf)}")
     if wait and follow_run(client, run["dag_run_id"], timeout)["state"] != "success":
         raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    workers: int = typer.Option(1, min=1, help="uvicorn worker processes"),
+) -> None:
+    """The risk API and operator page on DISKRISK_SERVE_URL (HBase scores, champion by alias)."""
+    import uvicorn
+
+    from diskrisk.config import ServeSettings, host_port, load
+
+    host, port = host_port(load(ServeSettings).url)
+    uvicorn.run(
+        "diskrisk.serve:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )

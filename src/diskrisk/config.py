@@ -22,6 +22,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from diskrisk.families import DEFAULT_FAMILIES
+
 S = TypeVar("S", bound=BaseSettings)
 
 
@@ -136,10 +138,61 @@ class HBaseSettings(_Base):
     batch_size: PositiveInt = Field(default=5000, alias="DISKRISK_HBASE_BATCH_SIZE")
 
 
+class ServeSettings(_Base):
+    """The risk service (``diskrisk serve``): where it listens, who may call it, how it follows
+    the champion alias and when its scores count as stale."""
+
+    url: AnyHttpUrl = Field(alias="DISKRISK_SERVE_URL")
+    username: str = Field(alias="DISKRISK_SERVE_USERNAME", min_length=1)
+    password: SecretStr = Field(alias="DISKRISK_SERVE_PASSWORD", min_length=8)
+    poll_seconds: float = Field(default=30.0, alias="DISKRISK_SERVE_POLL_SECONDS", gt=0)
+    max_body_bytes: PositiveInt = Field(default=5_000_000, alias="DISKRISK_SERVE_MAX_BODY_BYTES")
+    max_score_age_hours: float = Field(
+        default=36.0, alias="DISKRISK_SERVE_MAX_SCORE_AGE_HOURS", gt=0
+    )
+    mlflow_ui_url: str = Field(default="", alias="DISKRISK_SERVE_MLFLOW_UI_URL")
+    airflow_ui_url: str = Field(default="", alias="DISKRISK_SERVE_AIRFLOW_UI_URL")
+
+
 class ProvenanceSettings(_Base):
     """What MLflow runs are tagged with when the code is not a git checkout (images)."""
 
     git_revision: str = Field(default="", alias="DISKRISK_GIT_REVISION")
+
+
+# --- stage knobs (DISKRISK_TRAIN_*, DISKRISK_PROMOTION_*, DISKRISK_DRIFT_*) ----------------------------
+class TrainSettings(EnvFileSettings):
+    """Training knobs (DISKRISK_TRAIN_*); families and params can be overridden per run."""
+
+    model_config = SettingsConfigDict(env_prefix="DISKRISK_TRAIN_", extra="ignore")
+    # DEFAULT_FAMILIES: chosen out of time (see diskrisk.families)
+    families: list[str] = Field(default_factory=lambda: list(DEFAULT_FAMILIES))
+    lookback_days: int = Field(30, ge=1)
+    landmark_step_days: int = Field(7, ge=1, description="days between stacked training snapshots")
+    oot_origins: int = Field(2, ge=1, description="rolling origins of the out-of-time evaluation")
+    oot_block_days: int | None = Field(None, ge=2, description="test window; default: lake/6")
+    seed: int = 0
+    n_bootstrap: int = Field(200, ge=0)
+
+
+class PromotionSettings(EnvFileSettings):
+    """The promotion rule's knobs (DISKRISK_PROMOTION_*)."""
+
+    model_config = SettingsConfigDict(env_prefix="DISKRISK_PROMOTION_", extra="ignore")
+    min_gain: float = Field(0.005, ge=0, description="C-index gain the challenger must reach")
+    min_events: int = Field(10, ge=1, description="failures the test windows need to be trusted")
+
+
+class DriftSettings(EnvFileSettings):
+    """Thresholds, overridable from the environment (DISKRISK_DRIFT_*)."""
+
+    model_config = SettingsConfigDict(env_prefix="DISKRISK_DRIFT_", extra="ignore")
+    num_method: str = "ks"
+    cat_method: str = "psi"
+    num_threshold: float = Field(0.05, gt=0)
+    cat_threshold: float = Field(0.1, gt=0)
+    drift_share: float = Field(0.5, gt=0, le=1)
+    max_rows: int = Field(50_000, gt=100)  # sample size per side: KS on 300k rows flags noise
 
 
 def lake_prefix() -> str:

@@ -22,10 +22,8 @@ from typing import Any
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
-from diskrisk.config import EnvFileSettings
+from diskrisk.config import DriftSettings
 
 # Evidently tests whose statistic is a p-value: drift when it falls *below* the threshold.
 # For the others (PSI, Jensen-Shannon, Wasserstein, ...) it is a distance: drift when at or above.
@@ -57,18 +55,6 @@ def drift_features(columns: list[str]) -> tuple[list[str], list[str]]:
         or c == "capacity_bytes"
     ]
     return numeric, [c for c in columns if c == "vendor"]
-
-
-class DriftSettings(EnvFileSettings):
-    """Thresholds, overridable from the environment (DISKRISK_DRIFT_*)."""
-
-    model_config = SettingsConfigDict(env_prefix="DISKRISK_DRIFT_", extra="ignore")
-    num_method: str = "ks"
-    cat_method: str = "psi"
-    num_threshold: float = Field(0.05, gt=0)
-    cat_threshold: float = Field(0.1, gt=0)
-    drift_share: float = Field(0.5, gt=0, le=1)
-    max_rows: int = Field(50_000, gt=100)  # sample size per side: KS on 300k rows flags noise
 
 
 @dataclass
@@ -189,3 +175,79 @@ def write_report(summary: DriftSummary, snapshot: Any, out_dir: Path) -> dict[st
     snapshot.save_html(str(html))
     js.write_text(json.dumps(summary.to_dict(), indent=2, default=str))
     return {"html": html, "json": js}
+
+
+# --- the pipeline's check --------------------------------------------------------------------------
+def check_champion(day: str, prefix: str = "") -> dict[str, Any]:
+    """The champion's training snapshot against ``day``'s drives: the verdict, the report in
+    S3 (``reports/drift/<day>/``) and a run in the drift experiment."""
+    import tempfile
+
+    import mlflow
+
+    from diskrisk import layout, s3
+    from diskrisk.config import TrainSettings
+    from diskrisk.dataset import version_table
+    from diskrisk.registry import CHAMPION, Registry
+    from diskrisk.survival import snapshot_features
+    from diskrisk.tracking import drift_experiment
+
+    version = Registry.connect().version(CHAMPION)
+    if version is None:
+        return {"drift": None, "reason": "no champion yet: nothing to compare with"}
+    reference = version_table(version, "train")
+    current = snapshot_features(day, TrainSettings().lookback_days, prefix=prefix)
+    numeric, categorical = drift_features(list(reference.columns))
+    summary, snapshot = check_drift(reference, current, numeric, categorical)
+    out = write_report(summary, snapshot, Path(tempfile.mkdtemp(prefix="diskrisk-drift-")))
+    keys = {}
+    for kind, path in out.items():
+        key = layout.drift_report(day, path.name, prefix)
+        s3.put_if_changed(
+            key, path.read_bytes(), "text/html" if kind == "html" else "application/json"
+        )
+        keys[kind] = s3.uri(key)
+    mlflow.set_experiment(drift_experiment())
+    with mlflow.start_run(run_name=f"drift-{day}") as run:
+        mlflow.set_tags(
+            {
+                "data.day": day,
+                "champion_version": str(version.version),
+                "drift": str(summary.drift).lower(),
+            }
+        )
+        mlflow.log_metrics(
+            {"drift_share": summary.share, "drifted_columns": summary.drifted_columns}
+        )
+        for path in out.values():
+            mlflow.log_artifact(str(path))
+    return {
+        "drift": summary.drift,
+        "share": summary.share,
+        "day": day,
+        "drifted": sorted(c for c, v in summary.columns.items() if v.drifted),
+        "champion_version": str(version.version),
+        "report": keys["html"],
+        "mlflow_run_id": run.info.run_id,
+    }
+
+
+def latest_verdict() -> str:
+    """One line on the newest drift check (from the drift experiment)."""
+    import mlflow
+
+    from diskrisk.tracking import connect, drift_experiment
+
+    connect()
+    runs = mlflow.search_runs(
+        experiment_names=[drift_experiment()],
+        order_by=["start_time DESC"],
+        max_results=1,
+    )
+    if runs.empty:
+        return "not checked yet (the first run trains the first champion)"
+    row = runs.iloc[0]
+    return (
+        f"{row['tags.drift']} on {row['tags.data.day']} "
+        f"(drifted share {row['metrics.drift_share']:.2f})"
+    )

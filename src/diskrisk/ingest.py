@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import re
 import shutil
@@ -33,8 +32,7 @@ from typing import IO, Any
 
 from boto3.s3.transfer import TransferConfig
 
-from diskrisk import s3
-from diskrisk.config import S3Settings, cached
+from diskrisk import layout, s3
 from diskrisk.validate import CorruptZipError, DataError, day_from_name
 
 log = logging.getLogger(__name__)
@@ -81,32 +79,10 @@ class CollectSummary:
         }
 
 
-def raw_key(day: date, prefix: str = "") -> str:
-    return f"{prefix}raw/{day.year:04d}/{day.isoformat()}.csv"
-
-
-def files_record_key(name: str, prefix: str = "") -> str:
-    return f"{prefix}quarantine/_files/{Path(name).name}.json"
-
-
-def bucket() -> str:
-    return cached(S3Settings).bucket
-
-
 def record_file_error(err: DataError, prefix: str = "") -> str:
     """Write ``quarantine/_files/<file>.json`` for a whole-file problem; returns the key."""
-    key = files_record_key(err.file, prefix)
-    body = json.dumps(err.record(), indent=2, sort_keys=True).encode()
-    sha = hashlib.sha256(body).hexdigest()
-    head = s3.head(key)
-    if head is None or head.get("Metadata", {}).get("sha256") != sha:  # idempotent re-runs
-        s3.client().put_object(
-            Bucket=bucket(),
-            Key=key,
-            Body=body,
-            ContentType="application/json",
-            Metadata={"sha256": sha},
-        )
+    key = layout.file_record(err.file, prefix)
+    s3.put_json(key, err.record())
     return key
 
 
@@ -204,7 +180,7 @@ def upload_day(day: DayFile, *, prefix: str = "", chunk_size: int = DEFAULT_CHUN
     if chunk_size < _MIN_PART:
         raise ValueError(f"chunk_size must be at least {_MIN_PART} bytes (S3 part minimum)")
     sha, rows, _size = digest(day, chunk_size)
-    key = raw_key(day.day, prefix)
+    key = layout.raw(day.day, prefix)
     head = s3.head(key)
     old = (head or {}).get("Metadata", {}).get("sha256")
     if old == sha:
@@ -223,7 +199,7 @@ def upload_day(day: DayFile, *, prefix: str = "", chunk_size: int = DEFAULT_CHUN
     with day.open() as f:
         s3.client().upload_fileobj(
             f,
-            bucket(),
+            s3.bucket(),
             key,
             ExtraArgs={
                 "Metadata": {"sha256": sha, "source": day.source[-1000:], "rows": str(rows)},

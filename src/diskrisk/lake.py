@@ -1,6 +1,6 @@
 """The lake: validated days as zstd Parquet, one partition per day, plus a manifest.
 
-Layout (see docs/contracts.md)::
+Layout (keys from :mod:`diskrisk.layout`; see docs/contracts.md)::
 
     lake/date=YYYY-MM-DD/part-0.parquet   validated rows, diskrisk.schema types
     lake/_manifest.json                   {"days": {day: {rows, sha256, parquet_sha256,
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,30 +40,11 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from diskrisk import s3, schema
-from diskrisk.ingest import (
-    DEFAULT_CHUNK,
-    CollectSummary,
-    bucket,
-    collect,
-    raw_key,
-    record_file_error,
-)
+from diskrisk import layout, s3, schema
+from diskrisk.ingest import DEFAULT_CHUNK, CollectSummary, collect, record_file_error
 from diskrisk.validate import DataError, Validated, rejected_csv, validate_bytes
 
 log = logging.getLogger(__name__)
-
-
-def lake_key(day: date, prefix: str = "") -> str:
-    return f"{prefix}lake/date={day.isoformat()}/part-0.parquet"
-
-
-def manifest_key(prefix: str = "") -> str:
-    return f"{prefix}lake/_manifest.json"
-
-
-def quarantine_key(day: date, name: str, prefix: str = "") -> str:
-    return f"{prefix}quarantine/date={day.isoformat()}/{Path(name).name}"
 
 
 # --- manifest -----------------------------------------------------------------------------
@@ -72,13 +52,7 @@ def quarantine_key(day: date, name: str, prefix: str = "") -> str:
 
 def read_manifest(prefix: str = "") -> dict[str, Any]:
     """The lake manifest, or an empty one."""
-    try:
-        body = s3.client().get_object(Bucket=bucket(), Key=manifest_key(prefix))["Body"].read()
-    except s3.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
-            return {"days": {}}
-        raise
-    return json.loads(body)
+    return s3.get_json(layout.manifest(prefix)) or {"days": {}}
 
 
 def write_manifest(manifest: dict[str, Any], prefix: str = "") -> bool:
@@ -86,13 +60,7 @@ def write_manifest(manifest: dict[str, Any], prefix: str = "") -> bool:
     manifest = {"days": dict(sorted(manifest["days"].items()))}
     if read_manifest(prefix) == manifest:
         return False
-    s3.client().put_object(
-        Bucket=bucket(),
-        Key=manifest_key(prefix),
-        Body=json.dumps(manifest, indent=1, sort_keys=True).encode(),
-        ContentType="application/json",
-    )
-    return True
+    return s3.put_json(layout.manifest(prefix), manifest)
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -105,32 +73,16 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def _put_if_changed(key: str, body: bytes, content_type: str) -> tuple[str, bool]:
-    sha = hashlib.sha256(body).hexdigest()
-    head = s3.head(key)
-    if head and head.get("Metadata", {}).get("sha256") == sha:
-        return sha, False
-    s3.client().put_object(
-        Bucket=bucket(), Key=key, Body=body, ContentType=content_type, Metadata={"sha256": sha}
-    )
-    return sha, True
-
-
-def _delete_if_exists(key: str) -> None:
-    if s3.head(key) is not None:
-        s3.client().delete_object(Bucket=bucket(), Key=key)
-
-
 def write_day(v: Validated, raw_sha256: str, *, prefix: str = "") -> dict[str, Any]:
     """Write a validated day (Parquet + quarantine) and return its manifest entry."""
-    psha, _ = _put_if_changed(
-        lake_key(v.day, prefix), parquet_bytes(v.table), "application/vnd.apache.parquet"
+    psha, _ = s3.put_if_changed(
+        layout.lake_day(v.day, prefix), parquet_bytes(v.table), "application/vnd.apache.parquet"
     )
-    qkey = quarantine_key(v.day, v.source, prefix)
+    qkey = layout.quarantine(v.day, v.source, prefix)
     if v.rejected is not None:
-        _put_if_changed(qkey, rejected_csv(v.rejected), "text/csv")
+        s3.put_if_changed(qkey, rejected_csv(v.rejected), "text/csv")
     else:
-        _delete_if_exists(qkey)
+        s3.delete_if_exists(qkey)
     return {
         "rows": v.table.num_rows,
         "sha256": raw_sha256,
@@ -153,8 +105,7 @@ def ingest_day(
     day: date, manifest: dict[str, Any], *, prefix: str = "", force: bool = False
 ) -> DayOutcome:
     """raw/ → validate → lake for one day, updating ``manifest`` in place."""
-    key = raw_key(day, prefix)
-    obj = s3.client().get_object(Bucket=bucket(), Key=key)
+    obj = s3.client().get_object(Bucket=s3.bucket(), Key=layout.raw(day, prefix))
     sha = obj.get("Metadata", {}).get("sha256")
     entry = manifest["days"].get(day.isoformat())
     if not force and entry and entry.get("sha256") == sha and sha:
@@ -167,7 +118,7 @@ def ingest_day(
         v = validate_bytes(data, name, day)
     except DataError as err:
         record_file_error(err, prefix)
-        _delete_if_exists(lake_key(day, prefix))  # the lake mirrors raw: no stale day
+        s3.delete_if_exists(layout.lake_day(day, prefix))  # the lake mirrors raw: no stale day
         manifest["days"].pop(day.isoformat(), None)
         return DayOutcome(day, "rejected", None, err)
     del data
@@ -244,16 +195,16 @@ def build(
 
 
 def lake_uri(prefix: str = "") -> str:
-    return f"s3://{bucket()}/{prefix}lake"
+    return s3.uri(layout.lake_root(prefix))
 
 
 def lake_paths(prefix: str = "") -> list[str]:
     """``bucket/…/part-0.parquet`` paths of every day partition (arrow_fs style)."""
     paginator = s3.client().get_paginator("list_objects_v2")
     out = []
-    for page in paginator.paginate(Bucket=bucket(), Prefix=f"{prefix}lake/date="):
+    for page in paginator.paginate(Bucket=s3.bucket(), Prefix=layout.lake_partitions(prefix)):
         keys = [o["Key"] for o in page.get("Contents", [])]
-        out += [f"{bucket()}/{k}" for k in keys if k.endswith(".parquet")]
+        out += [f"{s3.bucket()}/{k}" for k in keys if k.endswith(".parquet")]
     return sorted(out)
 
 
@@ -267,7 +218,7 @@ def dataset(prefix: str = "", root: str | Path | None = None) -> ds.Dataset:
     else:
         paths = lake_paths(prefix)
         fs = s3.arrow_fs()
-        base = f"{bucket()}/{prefix}lake"
+        base = f"{s3.bucket()}/{layout.lake_root(prefix)}"
     if not paths:
         raise FileNotFoundError(f"the lake at {root or lake_uri(prefix)} has no partitions")
     with ThreadPoolExecutor(8) as pool:

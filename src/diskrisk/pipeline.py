@@ -1,7 +1,8 @@
 """One function per pipeline task, each taking and returning small JSON-able values.
 
 The Airflow DAG and the CLI both call these, so a task behaves the same whether Airflow runs it
-or an operator does. Data moves between tasks through S3 keys and MLflow, never through XCom.
+or an operator does. Tasks hand each other small JSON values through XCom (S3 keys, MLflow
+versions, day lists); the data itself moves through S3 and MLflow.
 """
 
 from __future__ import annotations
@@ -18,10 +19,7 @@ import pandas as pd
 from diskrisk import lake
 from diskrisk.config import (
     ConfigError,
-    MlflowSettings,
     PipelineSettings,
-    S3Settings,
-    cached,
     env_file,
     lake_prefix,
     load,
@@ -164,55 +162,9 @@ def stats() -> dict[str, Any]:
 # --- drift ------------------------------------------------------------------------------------------
 def drift(day: str | None = None) -> dict[str, Any]:
     """Champion's training snapshot vs the newest day; report to S3 and MLflow."""
-    import mlflow
+    from diskrisk.drift import check_champion
 
-    from diskrisk import s3
-    from diskrisk.drift import check_drift, drift_features, write_report
-    from diskrisk.registry import CHAMPION, alias_version
-    from diskrisk.survival import snapshot_features
-    from diskrisk.tracking import connect, drift_experiment
-    from diskrisk.train import TrainSettings, load_reference
-
-    client = connect()
-    ms = cached(MlflowSettings)
-    version = alias_version(client, ms.model_name, CHAMPION)
-    if version is None:
-        return {"drift": None, "reason": "no champion yet: nothing to compare with"}
-    day = day or lake_days()[-1]
-    reference = load_reference(version)
-    current = snapshot_features(day, TrainSettings().lookback_days, prefix=lake_prefix())
-    numeric, categorical = drift_features(list(reference.columns))
-    summary, snapshot = check_drift(reference, current, numeric, categorical)
-    out = write_report(summary, snapshot, Path(tempfile.mkdtemp(prefix="diskrisk-drift-")))
-    bucket = cached(S3Settings).bucket
-    keys = {}
-    for kind, path in out.items():
-        key = f"{lake_prefix()}reports/drift/{day}/{path.name}"
-        s3.client().upload_file(str(path), bucket, key)
-        keys[kind] = s3.uri(key)
-    mlflow.set_experiment(drift_experiment())
-    with mlflow.start_run(run_name=f"drift-{day}") as run:
-        mlflow.set_tags(
-            {
-                "data.day": day,
-                "champion_version": str(version.version),
-                "drift": str(summary.drift).lower(),
-            }
-        )
-        mlflow.log_metrics(
-            {"drift_share": summary.share, "drifted_columns": summary.drifted_columns}
-        )
-        for path in out.values():
-            mlflow.log_artifact(str(path))
-    return {
-        "drift": summary.drift,
-        "share": summary.share,
-        "day": day,
-        "drifted": sorted(c for c, v in summary.columns.items() if v.drifted),
-        "champion_version": str(version.version),
-        "report": keys["html"],
-        "mlflow_run_id": run.info.run_id,
-    }
+    return check_champion(day or lake_days()[-1], prefix=lake_prefix())
 
 
 def has_work(lake_result: dict[str, Any], force: bool = False) -> bool:
@@ -223,11 +175,10 @@ def has_work(lake_result: dict[str, Any], force: bool = False) -> bool:
         return True
     if not lake_result.get("last_day"):
         return False
-    from diskrisk.registry import CHAMPION, alias_version
+    from diskrisk.registry import CHAMPION, Registry
     from diskrisk.sinks import HBaseSink
-    from diskrisk.tracking import connect
 
-    if alias_version(connect(), cached(MlflowSettings).model_name, CHAMPION) is None:
+    if Registry.connect().version(CHAMPION) is None:
         return True
     return HBaseSink().completed(lake_result["last_day"]) is None
 
@@ -239,11 +190,11 @@ def should_retrain(drift_result: dict[str, Any], force: bool = False) -> bool:
 
 # --- training -----------------------------------------------------------------------------------------
 def dataset(cutoff: str | None = None) -> str:
-    """The training tables (:func:`diskrisk.train.prepare_dataset`) as a JSON reference.
+    """The training tables (:func:`diskrisk.dataset.prepare_dataset`) as a JSON reference.
 
     A lake too short for the out-of-time test windows raises
-    :class:`diskrisk.train.ShortLakeError`; :func:`short_lake` says what the DAG does then."""
-    from diskrisk.train import prepare_dataset
+    :class:`diskrisk.dataset.ShortLakeError`; :func:`short_lake` says what the DAG does then."""
+    from diskrisk.dataset import prepare_dataset
 
     return prepare_dataset(cutoff, prefix=lake_prefix()).to_json()
 
@@ -252,14 +203,13 @@ def short_lake(error: Exception) -> str | None:
     """On a lake too short to train on: the reason to skip training when a champion exists (it
     keeps scoring; the next longer lake trains), or None when there is none (the run must fail:
     nothing could score)."""
-    from diskrisk.registry import CHAMPION, alias_version
-    from diskrisk.tracking import connect
+    from diskrisk.registry import CHAMPION, Registry
 
-    name = cached(MlflowSettings).model_name
-    version = alias_version(connect(), name, CHAMPION)
+    registry = Registry.connect()
+    version = registry.version(CHAMPION)
     if version is None:
         return None
-    return f"{error}; training skipped, champion {name} v{version.version} keeps scoring"
+    return f"{error}; training skipped, champion {registry.name} v{version.version} keeps scoring"
 
 
 def train(family: str, dataset_ref: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -267,20 +217,21 @@ def train(family: str, dataset_ref: str, params: dict[str, Any] | None = None) -
     other challengers still compete; promotion ignores it."""
     from dataclasses import asdict
 
-    from diskrisk.evaluate import EvaluationError
+    from diskrisk.dataset import DatasetRef
     from diskrisk.models import ModelError
-    from diskrisk.train import DatasetRef, train_challenger
+    from diskrisk.train import train_challenger
 
     try:
         return asdict(train_challenger(family, DatasetRef.from_json(dataset_ref), params))
-    except (ModelError, EvaluationError) as exc:
+    except ModelError as exc:
         log.error("challenger %s failed: %s", family, exc)
         return {"family": family, "error": str(exc)}
 
 
 def promote(challengers: list[dict[str, Any]], dataset_ref: str) -> dict[str, Any]:
-    from diskrisk.train import Challenger, DatasetRef
-    from diskrisk.train import promote as choose
+    from diskrisk.dataset import DatasetRef
+    from diskrisk.promote import promote as choose
+    from diskrisk.train import Challenger
 
     best, decision = choose(
         [Challenger(**c) for c in challengers if "error" not in c],
@@ -301,19 +252,20 @@ def promote(challengers: list[dict[str, Any]], dataset_ref: str) -> dict[str, An
 def score(day: str | None = None, force: bool = False) -> dict[str, Any]:
     """Score every drive seen on ``day`` and write them to HBase; a day already written by
     the same champion version is left alone (re-running changes nothing)."""
+    from diskrisk.config import TrainSettings
     from diskrisk.scoring import champion, score_frame
     from diskrisk.sinks import HBaseSink
     from diskrisk.survival import snapshot_features
-    from diskrisk.train import TrainSettings
 
     day = day or lake_days()[-1]
-    version, model = champion()
+    predictor = champion()
+    version = predictor.version
     sink = HBaseSink()
     done = sink.completed(day)
     if done and not force and str(done.get("model_version")) == str(version.version):
         return {"day": day, "skipped": True, **done}
     features = snapshot_features(day, TrainSettings().lookback_days, prefix=lake_prefix())
-    written = sink.write(score_frame(features, version, model, day))
+    written = sink.write(score_frame(features, predictor, day))
     return {
         "day": day,
         "skipped": False,

@@ -1,7 +1,7 @@
 """Champion/challenger bookkeeping in the MLflow model registry.
 
-One registered model carries two aliases: ``challenger`` (the newest candidate) and ``champion``
-(what scoring uses). Promotion is one call, ``set_registered_model_alias``, so readers see either
+One registered model carries two aliases: ``challenger`` (the version the promotion rule judged
+last) and ``champion`` (what scoring and serving use). Promotion is one call, ``set_registered_model_alias``, so readers see either
 the old or the new champion, never a mix. Every decision, including refusals, is written to the
 challenger version's tags with its reason, so the registry UI tells the whole story.
 """
@@ -10,26 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
-from diskrisk.config import EnvFileSettings
+from diskrisk.config import PromotionSettings
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
-class PromotionSettings(EnvFileSettings):
-    """The promotion rule's knobs (DISKRISK_PROMOTION_*)."""
-
-    model_config = SettingsConfigDict(env_prefix="DISKRISK_PROMOTION_", extra="ignore")
-    min_gain: float = Field(0.005, ge=0, description="C-index gain the challenger must reach")
-    min_events: int = Field(10, ge=1, description="failures the test windows need to be trusted")
+class NoModelError(LookupError):
+    """No registered version carries the alias asked for (e.g. no champion before the first
+    training): a state to act on, not a failure of the registry."""
 
 
 @dataclass(frozen=True)
@@ -146,87 +142,149 @@ def apply(client: MlflowClient, name: str, version: str, decision: Decision) -> 
         client.set_registered_model_alias(name, CHAMPION, version)
 
 
-def version_c_index(
-    name: str,
-    version: str,
-    holdout: pd.DataFrame,
-    duration: str = "duration_days",
-    event: str = "event",
-) -> float:
-    """Harrell's C of one registered version's risk on ``holdout``. Errors propagate: an
-    evaluation that fails never promotes anything."""
-    import mlflow
-    from sksurv.metrics import concordance_index_censored
-
-    from diskrisk.pyfunc import with_long_columns
-
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    risk = np.asarray(model.predict(with_long_columns(holdout))["risk"], dtype=float)
-    return float(
-        concordance_index_censored(
-            holdout[event].astype(bool).to_numpy(), holdout[duration].to_numpy(dtype=float), risk
-        )[0]
-    )
-
-
 def champion_c_index(
     client: MlflowClient, name: str, holdout: pd.DataFrame
 ) -> tuple[str, float] | None:
-    """Re-score the current champion on a challenger's holdout, pinned to the version read
-    here so a concurrent promotion cannot swap models mid-way."""
-    current = alias_version(client, name, CHAMPION)
+    """Harrell's C of the current champion on ``holdout``, pinned to the version read here so a
+    concurrent promotion cannot swap models mid-way. Errors propagate: an evaluation that fails
+    never promotes anything."""
+    from sksurv.metrics import concordance_index_censored
+
+    registry = Registry(client, name)
+    current = registry.version(CHAMPION)
     if current is None:
         return None
-    return str(current.version), version_c_index(name, current.version, holdout)
+    risk = np.asarray(registry.load(current).predict(holdout)["risk"], dtype=float)
+    c = concordance_index_censored(
+        holdout["event"].astype(bool).to_numpy(), holdout["duration_days"].to_numpy(float), risk
+    )[0]
+    return str(current.version), float(c)
 
 
-def judge(
-    client: MlflowClient,
-    name: str,
-    version: str,
-    challenger_c: float,
-    events: int,
-    compare: Callable[[ModelVersion], dict[str, float]],
-    rule: PromotionSettings | None = None,
-) -> Decision:
-    """The promotion rule for ``version`` against the champion, recorded in the registry.
+@dataclass(frozen=True)
+class Predictor:
+    """One loaded registered version; ``predict`` takes the lake's columns as they are (the
+    integer columns the signature declares are coerced here, once for every caller)."""
 
-    ``compare(champion_version)`` re-scores the champion on exactly the challenger's
-    out-of-time splits and returns :func:`diskrisk.oot.paired_difference` (challenger minus
-    champion). The champion is pinned to the version read here, so a concurrent promotion
-    cannot swap models mid-way. Judging the champion itself changes nothing (its tags keep
-    the decision that made it champion).
-    """
-    current = alias_version(client, name, CHAMPION)
-    if current is not None and str(current.version) == str(version):
-        return Decision(False, "already champion", challenger_c, challenger_c, events)
-    if current is None:
-        decision = decide(challenger_c, None, events, rule)
-    else:
-        paired = compare(current)
-        decision = decide(
-            challenger_c,
-            paired["c_b"],
-            events,
-            rule,
-            (paired["gain_ci_low"], paired["gain_ci_high"]),
-        )
-    apply(client, name, str(version), decision)
-    return decision
+    version: ModelVersion
+    pyfunc: Any
+
+    def predict(self, df: pd.DataFrame) -> pd.DataFrame:
+        from diskrisk.pyfunc import with_long_columns
+
+        return pd.DataFrame(self.pyfunc.predict(with_long_columns(df)))
+
+    @property
+    def risk_model(self) -> Any:
+        """The :class:`diskrisk.models.RiskModel` inside (to refit its recipe or fine-tune it)."""
+        return self.pyfunc.unwrap_python_model().model
 
 
-def record_not_chosen(
-    client: MlflowClient, name: str, version: str, c: float, best_family: str, best_c: float
-) -> None:
-    """Tags on a challenger the run did not put forward, so every version says why."""
-    reason = f"out-of-time C {c:.4f} below this run's best ({best_family}, {best_c:.4f})"
-    if not np.isfinite(c):
-        reason = "evaluation incomplete: out-of-time C is not a number"
-    tags = {
-        "promotion.decision": "not chosen",
-        "promotion.reason": reason,
-        "promotion.yardstick": "out-of-time Harrell C (rolling origins, drive bootstrap)",
-        "promotion.challenger_c_index": f"{c:.6f}",
-    }
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
+class Registry:
+    """The registered model of this deployment: the one place that turns an alias into a
+    version, a version into a model URI and a loaded predictor, and records decisions."""
+
+    def __init__(self, client: MlflowClient, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    @classmethod
+    def connect(cls) -> Registry:
+        """The pipeline's identity and model name, from the settings (environment, `.env`)."""
+        from diskrisk.config import MlflowSettings, cached
+        from diskrisk.tracking import connect
+
+        return cls(connect(), cached(MlflowSettings).model_name)
+
+    def version(self, alias: str) -> ModelVersion | None:
+        return alias_version(self.client, self.name, alias)
+
+    def require(self, alias: str) -> ModelVersion:
+        """The version behind ``alias``; :class:`NoModelError` when there is none."""
+        version = self.version(alias)
+        if version is None:
+            raise NoModelError(f"registered model {self.name!r} has no {alias!r} alias yet")
+        return version
+
+    def uri(self, version: ModelVersion | str) -> str:
+        number = version.version if isinstance(version, ModelVersion) else version
+        return f"models:/{self.name}/{number}"
+
+    def load(self, which: str | ModelVersion) -> Predictor:
+        """An alias (resolved once, so the whole load is pinned to one version) or a version."""
+        import mlflow
+
+        version = which if isinstance(which, ModelVersion) else self.require(which)
+        return Predictor(version, mlflow.pyfunc.load_model(self.uri(version)))
+
+    def register(self, model_uri: str, tags: dict[str, str]) -> ModelVersion:
+        return register(self.client, self.name, model_uri, tags)
+
+    def judge(
+        self,
+        version: str,
+        challenger_c: float,
+        events: int,
+        compare: Callable[[ModelVersion], dict[str, float]],
+        rule: PromotionSettings | None = None,
+    ) -> Decision:
+        """The promotion rule for ``version`` against the champion, recorded in the registry.
+
+        ``compare(champion_version)`` re-scores the champion on exactly the challenger's
+        out-of-time splits and returns :func:`diskrisk.oot.paired_difference` (challenger minus
+        champion). The champion is pinned to the version read here, so a concurrent promotion
+        cannot swap models mid-way. Judging the champion itself changes nothing (its tags keep
+        the decision that made it champion).
+        """
+        current = self.version(CHAMPION)
+        if current is not None and str(current.version) == str(version):
+            return Decision(False, "already champion", challenger_c, challenger_c, events)
+        if current is None:
+            decision = decide(challenger_c, None, events, rule)
+        else:
+            paired = compare(current)
+            decision = decide(
+                challenger_c,
+                paired["c_b"],
+                events,
+                rule,
+                (paired["gain_ci_low"], paired["gain_ci_high"]),
+            )
+        apply(self.client, self.name, str(version), decision)
+        return decision
+
+    def not_chosen(self, version: str, c: float, best_family: str, best_c: float) -> None:
+        """Tags on a challenger the run did not put forward, so every version says why."""
+        reason = f"out-of-time C {c:.4f} below this run's best ({best_family}, {best_c:.4f})"
+        if not np.isfinite(c):
+            reason = "evaluation incomplete: out-of-time C is not a number"
+        tags = {
+            "promotion.decision": "not chosen",
+            "promotion.reason": reason,
+            "promotion.yardstick": "out-of-time Harrell C (rolling origins, drive bootstrap)",
+            "promotion.challenger_c_index": f"{c:.6f}",
+        }
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.name, version, key, value)
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every version with its aliases, family, out-of-time figures and promotion reason."""
+        aliases: dict[str, list[str]] = {}
+        for alias, ver in self.client.get_registered_model(self.name).aliases.items():
+            aliases.setdefault(str(ver), []).append(alias)
+        rows = [
+            {
+                "version": int(v.version),
+                "aliases": ",".join(sorted(aliases.get(str(v.version), []))),
+                "family": v.tags.get("family", ""),
+                "harrell_c": float(v.tags.get("metrics.harrell_c", "nan")),
+                "c_ci95": v.tags.get("metrics.oot_harrell_c_ci95", ""),
+                "recall_top1pct": float(v.tags.get("metrics.oot_recall_top1pct", "nan")),
+                "decision": v.tags.get("promotion.decision", ""),
+                "reason": v.tags.get("promotion.reason", ""),
+                "window": v.tags.get("data.window", ""),
+                "run_id": v.run_id,
+            }
+            for v in self.client.search_model_versions(f"name='{self.name}'")
+        ]
+        return sorted(rows, key=lambda r: r["version"])

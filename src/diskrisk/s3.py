@@ -1,15 +1,21 @@
 """Small adapter around the S3 object store (MinIO in deployment).
 
-Everything else in diskrisk talks to S3 through these helpers so that credentials, the endpoint
-and retry policy are decided in one place.
+Everything else in diskrisk talks to S3 through these helpers so that credentials, the endpoint,
+retry policy and the idempotent write (an object is rewritten only when its bytes changed, its
+sha256 kept in the object's metadata) are decided in one place. Keys come from
+:mod:`diskrisk.layout`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 from functools import lru_cache
 from typing import Any
 
 import boto3
+import pandas as pd
 import pyarrow.fs as pafs
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -71,8 +77,13 @@ def duckdb_secret_sql(settings: S3Settings | None = None) -> str:
     )
 
 
-def uri(key: str, bucket: str | None = None) -> str:
-    return f"s3://{bucket or cached(S3Settings).bucket}/{key}"
+def bucket() -> str:
+    """The lake bucket (``DISKRISK_BUCKET``)."""
+    return cached(S3Settings).bucket
+
+
+def uri(key: str, bucket_name: str | None = None) -> str:
+    return f"s3://{bucket_name or bucket()}/{key}"
 
 
 def key_of(s3_uri: str) -> str:
@@ -80,12 +91,68 @@ def key_of(s3_uri: str) -> str:
     return s3_uri.split("/", 3)[3]
 
 
-def head(key: str, bucket: str | None = None) -> dict[str, Any] | None:
+def _missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}
+
+
+def head(key: str, bucket_name: str | None = None) -> dict[str, Any] | None:
     """Object metadata, or None when the key does not exist."""
-    s = cached(S3Settings)
     try:
-        return dict(client().head_object(Bucket=bucket or s.bucket, Key=key))
+        return dict(client().head_object(Bucket=bucket_name or bucket(), Key=key))
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+        if _missing(exc):
             return None
         raise
+
+
+def put_if_changed(key: str, body: bytes, content_type: str) -> tuple[str, bool]:
+    """Store ``body`` unless the object already holds these bytes: (sha256, written). Re-runs
+    then create no new object versions."""
+    sha = hashlib.sha256(body).hexdigest()
+    current = head(key)
+    if current and current.get("Metadata", {}).get("sha256") == sha:
+        return sha, False
+    client().put_object(
+        Bucket=bucket(), Key=key, Body=body, ContentType=content_type, Metadata={"sha256": sha}
+    )
+    return sha, True
+
+
+def delete_if_exists(key: str) -> None:
+    if head(key) is not None:
+        client().delete_object(Bucket=bucket(), Key=key)
+
+
+def get_bytes(key: str) -> bytes | None:
+    """The object's bytes, or None when it does not exist."""
+    try:
+        return bytes(client().get_object(Bucket=bucket(), Key=key)["Body"].read())
+    except ClientError as exc:
+        if _missing(exc):
+            return None
+        raise
+
+
+def get_json(key: str) -> Any:
+    """The parsed JSON object, or None when it does not exist."""
+    body = get_bytes(key)
+    return None if body is None else json.loads(body)
+
+
+def put_json(key: str, obj: Any) -> bool:
+    """Store ``obj`` as indented, key-sorted JSON when it changed; True when written."""
+    body = json.dumps(obj, indent=1, sort_keys=True).encode()
+    return put_if_changed(key, body, "application/json")[1]
+
+
+def put_parquet(key: str, df: pd.DataFrame) -> None:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False, compression="zstd")
+    put_if_changed(key, buf.getvalue(), "application/vnd.apache.parquet")
+
+
+def read_parquet(key: str) -> pd.DataFrame:
+    body = get_bytes(key)
+    if body is None:
+        raise FileNotFoundError(f"{uri(key)} does not exist")
+    return pd.read_parquet(io.BytesIO(body))

@@ -7,39 +7,31 @@ day carries the same model version and MLflow run id even if a promotion happens
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
 
-import mlflow
 import pandas as pd
 
-from diskrisk.config import MlflowSettings, cached
-from diskrisk.pyfunc import with_long_columns
-from diskrisk.registry import CHAMPION, alias_version
+from diskrisk.registry import CHAMPION, Predictor, Registry
 from diskrisk.sinks import COLUMNS as SCORE_COLUMNS  # the sink's input is scoring's output
-from diskrisk.tracking import connect
 
 
 class ScoringError(RuntimeError):
     pass
 
 
-def champion() -> tuple[Any, Any]:
-    """(model version, loaded pyfunc) of the current champion."""
-    client = connect()
-    name = cached(MlflowSettings).model_name
-    version = alias_version(client, name, CHAMPION)
-    if version is None:
-        raise ScoringError(f"registered model {name!r} has no {CHAMPION!r} alias yet: train first")
-    return version, mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
+def champion() -> Predictor:
+    """The current champion, loaded (:class:`diskrisk.registry.NoModelError` before the first
+    training)."""
+    return Registry.connect().load(CHAMPION)
 
 
 def score_frame(
-    features: pd.DataFrame, version: Any, model: Any, day: date | str, scored_at: str | None = None
+    features: pd.DataFrame, predictor: Predictor, day: date | str, scored_at: str | None = None
 ) -> pd.DataFrame:
     """Predict and shape one row per drive (pure apart from the model call)."""
     if features.empty:
         raise ScoringError(f"no drive was observed on {day}: nothing to score")
-    pred = model.predict(with_long_columns(features))
+    version = predictor.version
+    pred = predictor.predict(features)
     out = pd.DataFrame(
         {
             "serial_number": features["serial_number"].astype(str).to_numpy(),

@@ -31,8 +31,7 @@ from typing import Any
 
 import duckdb
 
-from diskrisk import lake, s3
-from diskrisk.ingest import bucket
+from diskrisk import lake, layout, s3
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, Any]:
@@ -168,10 +167,38 @@ def lake_size(prefix: str = "") -> int:
     for page in (
         s3.client()
         .get_paginator("list_objects_v2")
-        .paginate(Bucket=bucket(), Prefix=f"{prefix}lake/date=")
+        .paginate(Bucket=s3.bucket(), Prefix=layout.lake_partitions(prefix))
     ):
         total += sum(o["Size"] for o in page.get("Contents", []))
     return total
+
+
+def failure_curves(con: duckdb.DuckDBPyConnection, models: int = 8) -> dict[str, Any]:
+    """Cumulative failures per 100 drives by day for the ``models`` largest drive models: the
+    fleet's failure curves the operator page draws (denominator: the model's mean daily
+    population over the window)."""
+    rows = con.execute(
+        f"""
+        WITH top AS (
+            SELECT model FROM lake GROUP BY model
+            ORDER BY count(DISTINCT serial_number) DESC, model LIMIT {int(models)}
+        ),
+        d AS (
+            SELECT model, date, count(*) AS drives, sum(failure) AS failures
+            FROM lake WHERE model IN (SELECT model FROM top) GROUP BY model, date
+        )
+        SELECT model, date,
+               100.0 * sum(failures) OVER (PARTITION BY model ORDER BY date)
+                     / avg(drives) OVER (PARTITION BY model) AS per_100
+        FROM d ORDER BY model, date
+        """
+    ).fetchall()
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for model, day, per_100 in rows:
+        curves.setdefault(str(model), []).append(
+            {"date": str(day)[:10], "failures_per_100": round(float(per_100), 6)}
+        )
+    return {"curves": curves}
 
 
 def run(
@@ -194,14 +221,10 @@ def run(
     pngs = plot(daily(con), out)
     jpath = out / "stats.json"
     jpath.write_text(json.dumps(stats, indent=1))
+    curves = out / "failure_curves.json"
+    curves.write_text(json.dumps(failure_curves(con), indent=1))
     if upload and root is None:
-        cl = s3.client()
-        for p in [jpath, *pngs]:
+        for p in [jpath, curves, *pngs]:
             ctype = "application/json" if p.suffix == ".json" else "image/png"
-            cl.put_object(
-                Bucket=bucket(),
-                Key=f"{prefix}reports/stats/{p.name}",
-                Body=p.read_bytes(),
-                ContentType=ctype,
-            )
+            s3.put_if_changed(layout.stats_report(p.name, prefix), p.read_bytes(), ctype)
     return stats

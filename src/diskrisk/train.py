@@ -1,21 +1,17 @@
-"""Training stage: survival dataset → challengers → MLflow runs → registry → promotion.
+"""Challengers: refit a family per out-of-time split, fit it on the whole window, and track
+it in MLflow (params, metrics, plots, lineage, pyfunc model) as a registered version.
 
-Stages hand each other S3 keys, not data, so every step (and every Airflow task) can run on its
-own and be re-run: the dataset of a cutoff is written once under a key derived from its inputs,
-each challenger is one MLflow run and one registered version, and promotion re-scores the champion
-on the challenger's own holdout before the single alias switch.
+Which version becomes champion is :mod:`diskrisk.promote`'s decision; the tables come from
+:mod:`diskrisk.dataset`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
 import subprocess
+import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import date
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,75 +19,22 @@ import mlflow
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
-from diskrisk import lake, oot, s3
-from diskrisk.config import EnvFileSettings, MlflowSettings, S3Settings, cached, lake_prefix
+from diskrisk import oot, s3
+from diskrisk.config import MlflowSettings, TrainSettings, cached
 from diskrisk.config import git_revision as configured_revision
+from diskrisk.dataset import DatasetRef, read_table
 from diskrisk.evaluate import (
     permutation_importance,
     plot_calibration,
     plot_importance,
     plot_km_by_vendor,
 )
-from diskrisk.families import DEFAULT_FAMILIES
 from diskrisk.models import RiskModel, make_model, warm_start
 from diskrisk.pyfunc import HORIZONS, pyfunc_kwargs
-from diskrisk.registry import (
-    CHAMPION,
-    Decision,
-    PromotionSettings,
-    alias_version,
-    judge,
-    record_not_chosen,
-    register,
-)
-from diskrisk.tracking import connect, drift_experiment
+from diskrisk.registry import CHAMPION, Registry
 
 log = logging.getLogger(__name__)
-
-
-class TrainSettings(EnvFileSettings):
-    """Training knobs (DISKRISK_TRAIN_*); families and params can be overridden per run."""
-
-    model_config = SettingsConfigDict(env_prefix="DISKRISK_TRAIN_", extra="ignore")
-    # DEFAULT_FAMILIES: chosen out of time (see diskrisk.families)
-    families: list[str] = Field(default_factory=lambda: list(DEFAULT_FAMILIES))
-    lookback_days: int = Field(30, ge=1)
-    landmark_step_days: int = Field(7, ge=1, description="days between stacked training snapshots")
-    oot_origins: int = Field(2, ge=1, description="rolling origins of the out-of-time evaluation")
-    oot_block_days: int | None = Field(None, ge=2, description="test window; default: lake/6")
-    seed: int = 0
-    n_bootstrap: int = Field(200, ge=0)
-
-
-@dataclass(frozen=True)
-class DatasetRef:
-    """Where a run's tables live, and the lake days they came from.
-
-    ``train_key``: landmarks stacked over the whole window (the production fit);
-    ``splits``: per rolling origin, its training and test tables (the out-of-time yardstick);
-    ``holdout_key``: every split's test rows together (tagged with their split).
-    """
-
-    cutoff: str
-    lookback_days: int
-    train_key: str
-    holdout_key: str
-    lake_days: dict[str, str]  # day -> parquet digest, for lineage
-    rows: int
-    events: int
-    holdout_events: int
-    splits: list[dict[str, Any]] = field(default_factory=list)
-    plan: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> DatasetRef:
-        return cls(**json.loads(text))
 
 
 @dataclass(frozen=True)
@@ -103,90 +46,6 @@ class Challenger:
     metrics: dict[str, float]
 
 
-# --- dataset ---------------------------------------------------------------------------------------
-class ShortLakeError(RuntimeError):
-    """The lake's days cannot hold the out-of-time test windows after a training window: no
-    challenger can be trained or judged on it (more days, not a retry, fix it)."""
-
-
-def training_plan(days: list[str], settings: TrainSettings | None = None) -> oot.Plan:
-    """The landmarks and rolling-origin splits of ``days`` (sorted lake days) under ``settings``;
-    :class:`ShortLakeError` when there are too few days for them."""
-    t = settings or TrainSettings()
-    try:
-        return oot.plan(
-            days, step=t.landmark_step_days, n_origins=t.oot_origins, block=t.oot_block_days
-        )
-    except (ValueError, IndexError) as exc:
-        last = days[-1] if days else "-"
-        raise ShortLakeError(
-            f"{len(days)} lake days up to {last} cannot hold {t.oot_origins} out-of-time test "
-            f"windows after a training window: {exc}"
-        ) from exc
-
-
-def prepare_dataset(
-    cutoff: date | str | None = None,
-    prefix: str | None = None,
-    settings: TrainSettings | None = None,
-) -> DatasetRef:
-    """Stacked landmark tables of the lake up to ``cutoff`` (default: its newest day) and the
-    rolling-origin splits (:mod:`diskrisk.oot`), written to S3 under a content-derived key."""
-    t = settings or TrainSettings()
-    prefix = lake_prefix() if prefix is None else prefix
-    manifest = lake.read_manifest(prefix).get("days", {})
-    if not manifest:
-        raise RuntimeError("the lake is empty: collect days first")
-    days = sorted(d for d in manifest if cutoff is None or d <= str(cutoff))
-    if not days:
-        raise RuntimeError(f"no lake day on or before {cutoff}")
-    cut = days[-1]
-    p = training_plan(days, t)
-    used = {d: manifest[d].get("parquet_sha256", "") for d in days}
-    ident = hashlib.sha256(
-        json.dumps([cut, t.lookback_days, p.to_dict(), used], sort_keys=True).encode()
-    ).hexdigest()[:16]
-    base = f"{prefix}datasets/{cut}-{ident}"
-    con = lake.connect(prefix)
-    full = oot.stacked(p.landmarks, cut, t.lookback_days, con=con)
-    _put_parquet(f"{base}/train.parquet", full)
-    splits, tests = [], []
-    for sp in p.splits:
-        train = oot.train_frame(full, sp.origin)
-        test = oot.test_frame(sp, t.lookback_days, con=con)
-        keys = {"train_key": f"{base}/{sp.origin}/train.parquet"}
-        keys["test_key"] = f"{base}/{sp.origin}/test.parquet"
-        _put_parquet(keys["train_key"], train)
-        _put_parquet(keys["test_key"], test)
-        tests.append(test)
-        splits.append({"origin": sp.origin, **keys, "test_events": int(test["event"].sum())})
-    holdout = pd.concat(tests, ignore_index=True)
-    _put_parquet(f"{base}/holdout.parquet", holdout)
-    return DatasetRef(
-        cut,
-        t.lookback_days,
-        f"{base}/train.parquet",
-        f"{base}/holdout.parquet",
-        used,
-        len(full),
-        int(full["event"].sum()),
-        int(holdout["event"].sum()),
-        splits,
-        p.to_dict(),
-    )
-
-
-def _put_parquet(key: str, df: pd.DataFrame) -> None:
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False, compression="zstd")
-    s3.client().put_object(Bucket=cached(S3Settings).bucket, Key=key, Body=buf.getvalue())
-
-
-def read_parquet(key: str) -> pd.DataFrame:
-    body = s3.client().get_object(Bucket=cached(S3Settings).bucket, Key=key)["Body"].read()
-    return pd.read_parquet(io.BytesIO(body))
-
-
 # --- out-of-time predictions -----------------------------------------------------------------------
 def oot_predictions(make: Callable[[], RiskModel], ref: DatasetRef) -> oot.Predictions:
     """Refit a recipe on every split of ``ref`` and predict its test windows."""
@@ -195,14 +54,14 @@ def oot_predictions(make: Callable[[], RiskModel], ref: DatasetRef) -> oot.Predi
     return oot.predict_splits(
         make,
         plan.splits,
-        lambda sp: read_parquet(keys[sp.origin]["train_key"]),
-        lambda sp: read_parquet(keys[sp.origin]["test_key"]),
+        lambda sp: read_table(keys[sp.origin]["train_key"]),
+        lambda sp: read_table(keys[sp.origin]["test_key"]),
     )
 
 
 def oot_metrics(pred: oot.Predictions, ref: DatasetRef, t: TrainSettings) -> dict[str, float]:
     block = float(ref.plan["block"])
-    first_train = read_parquet(ref.splits[0]["train_key"])
+    first_train = read_table(ref.splits[0]["train_key"])
     return oot.metrics(
         pred,
         n_bootstrap=t.n_bootstrap,
@@ -212,16 +71,10 @@ def oot_metrics(pred: oot.Predictions, ref: DatasetRef, t: TrainSettings) -> dic
     )
 
 
-def recipe(version: Any) -> Callable[[], RiskModel]:
+def recipe(version: Any, registry: Registry | None = None) -> Callable[[], RiskModel]:
     """How a registered version was made (family and params), to refit it on other data."""
-    base = _load_risk_model(version)
+    base = (registry or Registry.connect()).load(version).risk_model
     return lambda: make_model(base.family, base.params)
-
-
-def _load_risk_model(version: Any) -> RiskModel:
-    name = cached(MlflowSettings).model_name
-    loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
-    return loaded.unwrap_python_model().model
 
 
 # --- one challenger --------------------------------------------------------------------------------
@@ -235,7 +88,7 @@ def train_challenger(
     run, registered version."""
     t = settings or TrainSettings()
     pred = oot_predictions(lambda: make_model(family, params), ref)
-    train = read_parquet(ref.train_key)
+    train = read_table(ref.train_key)
     model = make_model(family, params).fit(train)
     return _track(model, train, pred, ref, t, parent=None)
 
@@ -247,14 +100,11 @@ def fine_tune(
     Its out-of-time figures refit the grown recipe per split (the champion itself has seen the
     test windows, so scoring it there would be in-sample)."""
     t = settings or TrainSettings()
-    from diskrisk.scoring import champion
-
-    version, pyfunc_model = champion()
-    base = pyfunc_model.unwrap_python_model().model
-    train = read_parquet(ref.train_key)
-    model = warm_start(base, train, extra_estimators)
+    champion = Registry.connect().load(CHAMPION)  # NoModelError before the first champion
+    train = read_table(ref.train_key)
+    model = warm_start(champion.risk_model, train, extra_estimators)
     pred = oot_predictions(lambda: make_model(model.family, model.params), ref)
-    return _track(model, train, pred, ref, t, parent=str(version.version))
+    return _track(model, train, pred, ref, t, parent=str(champion.version.version))
 
 
 def _track(
@@ -265,69 +115,25 @@ def _track(
     t: TrainSettings,
     parent: str | None,
 ) -> Challenger:
+    """One MLflow run for the challenger, then its registered version with the model card."""
     metrics = oot_metrics(pred, ref, t)
-    holdout = read_parquet(ref.holdout_key)
-    cal_table, _ = oot.calibration(pred.frame)
-    importance = model.feature_importance()
-    if importance.empty and model.uses_covariates:
-        importance = permutation_importance(model, holdout, 2, t.seed)
-    client = connect()
-    ms = cached(MlflowSettings)
-    mlflow.set_experiment(ms.experiment)
-    bucket = cached(S3Settings).bucket
+    registry = Registry.connect()
+    mlflow.set_experiment(cached(MlflowSettings).experiment)
     with mlflow.start_run(run_name=f"{model.family}-{ref.cutoff}") as run:
-        mlflow.set_tags(
-            {
-                "family": model.family,
-                "git_revision": git_revision(),
-                "data.cutoff": ref.cutoff,
-                "data.lookback_days": str(ref.lookback_days),
-                "data.first_day": min(ref.lake_days),
-                "data.last_day": max(ref.lake_days),
-                "data.train_uri": s3.uri(ref.train_key, bucket),
-                "data.holdout_uri": s3.uri(ref.holdout_key, bucket),
-                "oot.origins": ",".join(s["origin"] for s in ref.splits),
-                "oot.block_days": str(ref.plan.get("block")),
-                **({"fine_tuned_from_version": parent} if parent else {}),
-            }
-        )
+        mlflow.set_tags(run_tags(model, ref, parent))
         mlflow.log_params({k: _short(v) for k, v in model.params.items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
-        mlflow.log_dict(
-            {"lake_days": ref.lake_days, "notes": pred.notes, "dataset_ref": asdict(ref)},
-            "lineage.json",
-        )
-        mlflow.log_input(
-            mlflow.data.from_pandas(  # type: ignore[attr-defined]
-                train, source=f"s3://{bucket}/{ref.train_key}", name=f"train-{ref.cutoff}"
-            ),
-            context="training",
-        )
-        mlflow.log_input(
-            mlflow.data.from_pandas(  # type: ignore[attr-defined]
-                holdout, source=f"s3://{bucket}/{ref.holdout_key}", name=f"oot-{ref.cutoff}"
-            ),
-            context="out-of-time test",
-        )
-        _log_frame(pred.frame, "oot/predictions.parquet")
-        figures = {"km_by_vendor": plot_km_by_vendor(train)}
-        if not cal_table.empty:
-            _log_frame(cal_table, "oot/calibration.parquet")
-            figures["calibration"] = plot_calibration(cal_table, f"{model.family} (out-of-time)")
-        if not importance.empty:
-            figures["importance"] = plot_importance(importance, model.family)
-        for name, fig in figures.items():
-            _log_figure(fig, f"plots/{name}.png")
+        _log_data(train, pred, ref)
+        _log_figures(model, train, pred, ref, t)
         info = mlflow.pyfunc.log_model(name="model", **pyfunc_kwargs(model, train))
     harrell = float(metrics.get("oot_harrell_c", float("nan")))
-    version = register(
-        client, ms.model_name, info.model_uri, tags=version_tags(model, ref, metrics)
-    )
+    version = registry.register(info.model_uri, tags=version_tags(model, ref, metrics))
+    client = registry.client
     client.update_model_version(
-        ms.model_name, version.version, model_card(model.family, ref, metrics, pred.notes)
+        registry.name, version.version, model_card(model.family, ref, metrics, pred.notes)
     )
-    if not client.get_registered_model(ms.model_name).description:
-        client.update_registered_model(ms.model_name, MODEL_DESCRIPTION)
+    if not client.get_registered_model(registry.name).description:
+        client.update_registered_model(registry.name, MODEL_DESCRIPTION)
     log.info("%s: out-of-time Harrell C %.4f, version %s", model.family, harrell, version.version)
     return Challenger(
         model.family,
@@ -336,6 +142,58 @@ def _track(
         harrell,
         {k: float(v) for k, v in metrics.items()},
     )
+
+
+def run_tags(model: RiskModel, ref: DatasetRef, parent: str | None) -> dict[str, str]:
+    """Lineage of a training run: code revision, data window and where its tables are."""
+    return {
+        "family": model.family,
+        "git_revision": git_revision(),
+        "data.cutoff": ref.cutoff,
+        "data.lookback_days": str(ref.lookback_days),
+        "data.first_day": min(ref.lake_days),
+        "data.last_day": max(ref.lake_days),
+        "data.train_uri": s3.uri(ref.train_key),
+        "data.holdout_uri": s3.uri(ref.holdout_key),
+        "oot.origins": ",".join(s["origin"] for s in ref.splits),
+        "oot.block_days": str(ref.plan.get("block")),
+        **({"fine_tuned_from_version": parent} if parent else {}),
+    }
+
+
+def _log_data(train: pd.DataFrame, pred: oot.Predictions, ref: DatasetRef) -> None:
+    mlflow.log_dict(
+        {"lake_days": ref.lake_days, "notes": pred.notes, "dataset_ref": asdict(ref)},
+        "lineage.json",
+    )
+    holdout = read_table(ref.holdout_key)
+    for frame, key, name, context in (
+        (train, ref.train_key, f"train-{ref.cutoff}", "training"),
+        (holdout, ref.holdout_key, f"oot-{ref.cutoff}", "out-of-time test"),
+    ):
+        mlflow.log_input(
+            mlflow.data.from_pandas(frame, source=s3.uri(key), name=name),  # type: ignore[attr-defined]
+            context=context,
+        )
+    _log_frame(pred.frame, "oot/predictions.parquet")
+
+
+def _log_figures(
+    model: Any, train: pd.DataFrame, pred: oot.Predictions, ref: DatasetRef, t: TrainSettings
+) -> None:
+    """Kaplan-Meier by vendor, out-of-time calibration and feature effects as PNGs."""
+    cal_table, _ = oot.calibration(pred.frame)
+    importance = model.feature_importance()
+    if importance.empty and model.uses_covariates:
+        importance = permutation_importance(model, read_table(ref.holdout_key), 2, t.seed)
+    figures = {"km_by_vendor": plot_km_by_vendor(train)}
+    if not cal_table.empty:
+        _log_frame(cal_table, "oot/calibration.parquet")
+        figures["calibration"] = plot_calibration(cal_table, f"{model.family} (out-of-time)")
+    if not importance.empty:
+        figures["importance"] = plot_importance(importance, model.family)
+    for name, fig in figures.items():
+        _log_figure(fig, f"plots/{name}.png")
 
 
 MODEL_DESCRIPTION = (
@@ -400,8 +258,6 @@ def model_card(family: str, ref: DatasetRef, m: dict[str, float], notes: list[st
 
 
 def _log_frame(df: pd.DataFrame, path: str) -> None:
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / Path(path).name
         df.to_parquet(local, index=False)
@@ -411,13 +267,6 @@ def _log_frame(df: pd.DataFrame, path: str) -> None:
 def _log_figure(fig: Figure, path: str) -> None:
     """Saved with a tight bounding box: long feature names would be cut off otherwise."""
     mlflow.log_figure(fig, path, save_kwargs={"bbox_inches": "tight", "dpi": 100})
-
-
-def _run_predictions(run_id: str) -> pd.DataFrame:
-    local = mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path="oot/predictions.parquet"
-    )
-    return pd.read_parquet(local)
 
 
 def _short(v: Any) -> str:
@@ -438,199 +287,3 @@ def git_revision() -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-# --- promotion ---------------------------------------------------------------------------------------
-def promote(
-    challengers: list[Challenger], ref: DatasetRef, rule: PromotionSettings | None = None
-) -> tuple[Challenger, Decision]:
-    """The best challenger by out-of-time C against the champion's recipe refitted on exactly
-    the same splits; every other challenger is tagged with why it was not put forward."""
-    valid = [c for c in challengers if np.isfinite(c.harrell_c)]
-    if not valid:
-        raise RuntimeError("no challenger finished its evaluation: nothing to promote")
-    best = max(valid, key=lambda c: c.harrell_c)
-    client, name = connect(), cached(MlflowSettings).model_name
-    for c in challengers:
-        if c.version != best.version:
-            record_not_chosen(client, name, c.version, c.harrell_c, best.family, best.harrell_c)
-    decision = judge_version(best.version, best.run_id, best.harrell_c, ref, rule)
-    return best, decision
-
-
-def judge_version(
-    version: str,
-    run_id: str,
-    challenger_c: float,
-    ref: DatasetRef,
-    rule: PromotionSettings | None = None,
-) -> Decision:
-    """The promotion rule for one version, its out-of-time predictions paired with the
-    champion's on the same test rows."""
-    t = TrainSettings()
-    ours = _run_predictions(run_id)
-    events = int(ours["event"].sum())
-
-    def compare(champion_version: Any) -> dict[str, float]:
-        theirs = oot_predictions(recipe(champion_version), ref).frame
-        return oot.paired_difference(ours, theirs, n=t.n_bootstrap, seed=t.seed)
-
-    name = cached(MlflowSettings).model_name
-    return judge(connect(), name, version, challenger_c, events, compare, rule)
-
-
-def _run_table(version: Any, which: str) -> pd.DataFrame:
-    """The ``train`` or ``holdout`` table a registered version was built from (run tags)."""
-    return read_parquet(s3.key_of(connect().get_run(version.run_id).data.tags[f"data.{which}_uri"]))
-
-
-def load_reference(version: Any) -> pd.DataFrame:
-    """The training table of a registered version (drift's reference)."""
-    return _run_table(version, "train")
-
-
-def _run_ref(version: Any) -> DatasetRef:
-    lineage = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/lineage.json")
-    return DatasetRef(**lineage["dataset_ref"])
-
-
-# --- operator commands -------------------------------------------------------------------------------
-
-
-def evaluate_alias(alias: str, ref: DatasetRef) -> dict[str, Any]:
-    """Out-of-time metrics of the recipe behind ``alias``, refitted on ``ref``'s splits."""
-    name = cached(MlflowSettings).model_name
-    version = alias_version(connect(), name, alias)
-    if version is None:
-        raise RuntimeError(f"no version has the alias {alias!r}")
-    pred = oot_predictions(recipe(version), ref)
-    return {
-        "alias": alias,
-        "version": version.version,
-        "cutoff": ref.cutoff,
-        "origins": [s["origin"] for s in ref.splits],
-        **oot_metrics(pred, ref, TrainSettings()),
-    }
-
-
-def promote_challenger(rule: PromotionSettings | None = None) -> dict[str, Any]:
-    """The promotion rule for the version behind ``challenger``, on its own splits."""
-    from diskrisk.registry import CHALLENGER
-
-    client = connect()
-    name = cached(MlflowSettings).model_name
-    challenger = alias_version(client, name, CHALLENGER)
-    if challenger is None:
-        raise RuntimeError("no challenger: train first")
-    c = float(challenger.tags.get("metrics.harrell_c", "nan"))
-    ref = _run_ref(challenger)
-    decision = judge_version(challenger.version, str(challenger.run_id), c, ref, rule)
-    return {"version": challenger.version, **decision.tags()}
-
-
-def list_versions() -> list[dict[str, Any]]:
-    client = connect()
-    name = cached(MlflowSettings).model_name
-    rows = []
-    aliases: dict[str, list[str]] = {}
-    for alias, ver in client.get_registered_model(name).aliases.items():
-        aliases.setdefault(str(ver), []).append(alias)
-    for v in client.search_model_versions(f"name='{name}'"):
-        rows.append(
-            {
-                "version": int(v.version),
-                "aliases": ",".join(sorted(aliases.get(str(v.version), []))),
-                "family": v.tags.get("family", ""),
-                "harrell_c": float(v.tags.get("metrics.harrell_c", "nan")),
-                "c_ci95": v.tags.get("metrics.oot_harrell_c_ci95", ""),
-                "recall_top1pct": float(v.tags.get("metrics.oot_recall_top1pct", "nan")),
-                "decision": v.tags.get("promotion.decision", ""),
-                "reason": v.tags.get("promotion.reason", ""),
-                "window": v.tags.get("data.window", ""),
-                "run_id": v.run_id,
-            }
-        )
-    return sorted(rows, key=lambda r: r["version"])
-
-
-def export_champion(out: Path) -> Path:
-    """A self-contained zip of the champion: MLmodel, files, requirements, README."""
-    import shutil
-    import tempfile
-    import zipfile
-
-    name = cached(MlflowSettings).model_name
-    version = alias_version(connect(), name, CHAMPION)
-    if version is None:
-        raise RuntimeError("no champion to export")
-    work = Path(tempfile.mkdtemp(prefix="diskrisk-export-"))
-    try:
-        model_dir = Path(
-            mlflow.artifacts.download_artifacts(
-                f"models:/{name}/{version.version}", dst_path=str(work / "model")
-            )
-        )
-        (model_dir / "README.md").write_text(
-            f"# {name} version {version.version}\n\n"
-            f"Family: {version.tags.get('family')}; data window {version.tags.get('data.window')};"
-            f" Harrell C {version.tags.get('metrics.harrell_c')}; MLflow run {version.run_id}.\n\n"
-            "Load it with `mlflow.pyfunc.load_model('<unzipped folder>')` after\n"
-            "`pip install -r requirements.txt`; `predict(df)` takes the survival-dataset covariates\n"
-            "and returns `risk`, `p_fail_30d`, `p_fail_90d`.\n"
-        )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-            for p in sorted(model_dir.rglob("*")):
-                if p.is_file():
-                    z.write(p, p.relative_to(model_dir))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return out
-
-
-def retrain_rounds(start: str, end: str, rounds: int, out: Path) -> dict[str, Any]:
-    """Fine-tune the champion on [start, end] ``rounds`` times; each round is a challenger that
-    must win to be promoted. Writes the report and the resulting champion zip to ``out``."""
-    days = sorted(d for d in lake.read_manifest(lake_prefix()).get("days", {}) if start <= d <= end)
-    if len(days) < 3:
-        raise RuntimeError(f"the lake holds {len(days)} days within {start}..{end}: need 3+")
-    # growing windows ending on the last `rounds` days (each needs history for its origins)
-    cutoffs = [days[len(days) - rounds + i] for i in range(rounds)] if rounds <= len(days) else days
-    report = []
-    for i, cutoff in enumerate(cutoffs, 1):
-        ref = prepare_dataset(cutoff)
-        try:
-            challenger = fine_tune(ref)
-        except RuntimeError:  # no champion yet: the first round trains one from scratch
-            challenger = train_challenger(TrainSettings().families[0], ref)
-        _, decision = promote([challenger], ref)
-        report.append(
-            {
-                "round": i,
-                "cutoff": cutoff,
-                "version": challenger.version,
-                "harrell_c": challenger.harrell_c,
-                "promoted": decision.promote,
-                "reason": decision.reason,
-            }
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "retrain_report.json").write_text(json.dumps(report, indent=2))
-    export_champion(out / "champion.zip")
-    return {"rounds": report, "out": str(out)}
-
-
-def latest_drift() -> str:
-    """One line on the newest drift check (from the drift experiment)."""
-    runs = mlflow.search_runs(
-        experiment_names=[drift_experiment()],
-        order_by=["start_time DESC"],
-        max_results=1,
-    )
-    if runs.empty:
-        return "not checked yet (the first run trains the first champion)"
-    row = runs.iloc[0]
-    return (
-        f"{row['tags.drift']} on {row['tags.data.day']} "
-        f"(drifted share {row['metrics.drift_share']:.2f})"
-    )
