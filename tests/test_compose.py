@@ -39,9 +39,10 @@ KNOBS = {
     "AIRFLOW__CELERY__WORKER_CONCURRENCY",
     "AIRFLOW_UI_ADDRESS",
     "MLFLOW_UI_ADDRESS",
+    "RISK_API_ADDRESS",
 }
 # What may be published: service -> container port.
-UI_PORTS = {"airflow-apiserver": 8080, "mlflow": 5000, "minio": 9001}
+UI_PORTS = {"airflow-apiserver": 8080, "mlflow": 5000, "minio": 9001, "risk-api": 8300}
 # Never published, attached to the internal network only.
 INTERNAL_ONLY = {"postgres", "hbase", "hbase-thrift", "redis"}
 INTERP = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")

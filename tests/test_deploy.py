@@ -53,6 +53,7 @@ PUBLISHED = {
     "AIRFLOW_UI_ADDRESS": "127.0.0.1:18280",
     "MLFLOW_UI_ADDRESS": "127.0.0.1:15500",
     "S3_CONSOLE_ADDRESS": "127.0.0.1:19101",
+    "RISK_API_ADDRESS": "127.0.0.1:18300",
 }
 RUN_TIMEOUT = 1800
 
@@ -251,12 +252,14 @@ def test_only_the_uis_are_published_on_loopback_and_refuse_anonymous_requests(de
         ("airflow-apiserver", "127.0.0.1", 18280, 8080),
         ("mlflow", "127.0.0.1", 15500, 5000),
         ("minio", "127.0.0.1", 19101, 9001),
+        ("risk-api", "127.0.0.1", 18300, 8300),
     }
     assert published == want
     anonymous = {
         f"{deployment.airflow}/api/v2/dags": {401, 403},
         f"{deployment.mlflow}/api/2.0/mlflow/experiments/search?max_results=1": {401},
         f"http://{PUBLISHED['S3_CONSOLE_ADDRESS']}/api/v1/buckets": {401, 403},
+        f"http://{PUBLISHED['RISK_API_ADDRESS']}/api/v1/drives": {401},
     }
     for url, refused in anonymous.items():
         assert requests.get(url, timeout=30).status_code in refused, url
@@ -304,7 +307,28 @@ def test_default_trigger_catches_up_new_days_and_scores_the_newest(deployment):
     assert tis["score"]["state"] == "success"
     marker = deployment.scores(newest)
     assert marker is not None and int(marker["rows"]) > 9000
-    assert str(marker["model_version"]) == str(deployment.champion()["version"])
+    champion = str(deployment.champion()["version"])
+    assert str(marker["model_version"]) == champion
+    # The risk service reads the same scores through its published port, with the champion
+    # it follows by alias (polled every DISKRISK_SERVE_POLL_SECONDS).
+    api = f"http://{PUBLISHED['RISK_API_ADDRESS']}"
+    auth = (deployment.env["DISKRISK_SERVE_USERNAME"], deployment.env["DISKRISK_SERVE_PASSWORD"])
+    deadline = time.monotonic() + 120
+    while True:
+        r = requests.get(f"{api}/api/v1/drives", params={"top": 5}, auth=auth, timeout=30)
+        if r.status_code == 200 and r.headers.get("X-Model-Version") == champion:
+            break
+        assert time.monotonic() < deadline, f"risk API: {r.status_code} {r.headers} {r.text}"
+        time.sleep(5)
+    top = r.json()
+    assert top["day"] == newest and len(top["drives"]) == 5
+    risks = [d["risk"] for d in top["drives"]]
+    assert risks == sorted(risks, reverse=True)
+    serial = top["drives"][0]["serial_number"]
+    one = requests.get(f"{api}/api/v1/drives/{serial}", auth=auth, timeout=30).json()
+    assert one["latest"]["data_date"] == newest and len(one["history"]) >= 2
+    assert requests.get(f"{api}/readyz", timeout=30).json()["ready"] is True
+    assert "riskiest" in requests.get(f"{api}/", auth=auth, timeout=30).text.lower()
 
 
 def test_a_task_that_loses_hbase_is_retried_and_the_run_succeeds(deployment):

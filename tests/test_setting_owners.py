@@ -82,6 +82,9 @@ SPECIAL = {
     "DISKRISK_DRIFT_CAT_THRESHOLD": "0.47",
     "DISKRISK_DRIFT_DRIFT_SHARE": "0.39",
     "DISKRISK_DRIFT_MAX_ROWS": "56565",
+    "DISKRISK_SERVE_POLL_SECONDS": "12.5",
+    "DISKRISK_SERVE_MAX_BODY_BYTES": "765432",
+    "DISKRISK_SERVE_MAX_SCORE_AGE_HOURS": "49.5",
     "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(
         b"probe-fernet-key-7".ljust(32, b"7")
     ).decode(),
@@ -128,19 +131,19 @@ def group(cls: type, field: str) -> Callable[[], list[str]]:
 
 
 def _train(field: str) -> Callable[[], list[str]]:
-    from diskrisk.train import TrainSettings
+    from diskrisk.config import TrainSettings
 
     return group(TrainSettings, field)
 
 
 def _promotion(field: str) -> Callable[[], list[str]]:
-    from diskrisk.registry import PromotionSettings
+    from diskrisk.config import PromotionSettings
 
     return group(PromotionSettings, field)
 
 
 def _drift(field: str) -> Callable[[], list[str]]:
-    from diskrisk.drift import DriftSettings
+    from diskrisk.config import DriftSettings
 
     return group(DriftSettings, field)
 
@@ -222,6 +225,7 @@ def readers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[C
         PipelineSettings,
         S3AdminSettings,
         S3Settings,
+        ServeSettings,
     )
 
     local = stack(monkeypatch, tmp_path)
@@ -356,6 +360,20 @@ def readers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[C
         "DISKRISK_EXPERIMENT": [group(MlflowSettings, "experiment"), drift_experiment],
         "DISKRISK_HBASE_BATCH_SIZE": [group(HBaseSettings, "batch_size")],
         "DISKRISK_GIT_REVISION": [git_revision],
+        # Risk service
+        "DISKRISK_SERVE_URL": [group(ServeSettings, "url")],
+        **{
+            f"DISKRISK_SERVE_{f.upper()}": [group(ServeSettings, f)]
+            for f in (
+                "username",
+                "password",
+                "poll_seconds",
+                "max_body_bytes",
+                "max_score_age_hours",
+                "mlflow_ui_url",
+                "airflow_ui_url",
+            )
+        },
         **{
             f"DISKRISK_TRAIN_{f.upper()}": [_train(f)]
             for f in (

@@ -208,7 +208,8 @@ def test_tables_are_prefixed_and_created_idempotently(sink, namespace):
     with sink.connection() as conn:
         conn.table_prefix = None  # see the real names
         names = {t.decode() for t in conn.tables()}
-        assert {f"{namespace}_{t}" for t in ("scores_latest", "scores_history", "runs")} <= names
+        tables = ("scores_latest", "scores_history", "runs", "scores_rank")
+        assert {f"{namespace}_{t}" for t in tables} <= names
         fams = conn.table(f"{namespace}_scores_history").families()
     assert fams[b"s"]["max_versions"] == 1
     assert fams[b"s"]["time_to_live"] == 400 * 86_400
@@ -285,6 +286,30 @@ def test_top_k_is_ordered_by_risk(sink):
     assert top["serial_number"].tolist() == want["serial_number"].tolist()
     assert top.iloc[0].to_dict() == as_records(df)[int(want.index[0])]
     assert sink.top(0).empty
+
+
+@integration
+def test_the_day_ranking_reads_only_the_rows_asked_for(sink):
+    df = make_scores(3_000, "2013-04-10", model_version="3")
+    sink.write(df)
+    want = df.sort_values(["risk", "serial_number"], ascending=[False, True])
+    day, top = sink.ranked(limit=10)
+    assert day == "2013-04-10"
+    assert top["serial_number"].tolist() == want["serial_number"].head(10).tolist()
+    assert top.iloc[0].to_dict() == as_records(df)[int(want.index[0])]
+    _, page2 = sink.ranked(day, limit=10, offset=10)
+    assert page2["serial_number"].tolist() == want["serial_number"].iloc[10:20].tolist()
+    seagate = want[want["model"].str.startswith("ST")]
+    _, st = sink.ranked(day, limit=5, keep=lambda r: r["model"].startswith("ST"))
+    assert st["serial_number"].tolist() == seagate["serial_number"].head(5).tolist()
+    _, above = sink.ranked(day, limit=10_000, min_risk=0.9)
+    assert above["serial_number"].tolist() == want[want["risk"] >= 0.9]["serial_number"].tolist()
+    # Re-scored by a newer model with fewer drives: only the new ranking is read.
+    fewer = make_scores(50, "2013-04-10", seed=5, model_version="4", run_id="run-b")
+    sink.write(fewer)
+    _, now = sink.ranked(day, limit=1_000)
+    assert len(now) == 50 and set(now["model_version"]) == {"4"}
+    assert now["risk"].is_monotonic_decreasing
 
 
 @integration

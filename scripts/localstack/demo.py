@@ -9,7 +9,8 @@ a user drives it — through Airflow's REST API, executed by the running schedul
 3. a run triggered with no logical date over the first two thirds of the days trains the
    first champion; a second one over the rest checks drift against it, retrains if needed and
    scores every drive of the newest day into HBase. Task states print as they change;
-4. the report: champion and C-index, drift, the ten riskiest drives, the UI addresses.
+4. the report: champion and C-index, drift, the ten riskiest drives, the UI addresses and,
+   last, the operator page of the risk service (`diskrisk serve`, started by the local stack).
 """
 
 from __future__ import annotations

@@ -30,21 +30,35 @@ SERVICE_USER = os.environ.get("DISKRISK_SERVICE_USER", "postgres")
 
 
 # --- .env --------------------------------------------------------------------------------------
+def _example_line(line: str) -> str:
+    key, sep, value = line.partition("=")
+    if sep and not line.lstrip().startswith("#"):
+        if value == "__generate__":
+            value = secrets.token_hex(16)
+        elif value == "__generate_fernet__":
+            value = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    return f"{key}{sep}{value}" if sep else line
+
+
 def ensure_env() -> Path:
-    """Create `.env` from `.env.example` with fresh random secrets, once."""
-    if ENV_FILE.exists():
+    """Create `.env` from `.env.example` with fresh random secrets, once; later, append the
+    variables a newer `.env.example` added (values and secrets of existing ones are kept)."""
+    example = (ROOT / ".env.example").read_text().splitlines()
+    if not ENV_FILE.exists():
+        ENV_FILE.write_text("\n".join(_example_line(line) for line in example) + "\n")
+        ENV_FILE.chmod(0o600)
         return ENV_FILE
-    lines = []
-    for line in (ROOT / ".env.example").read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not line.lstrip().startswith("#"):
-            if value == "__generate__":
-                value = secrets.token_hex(16)
-            elif value == "__generate_fernet__":
-                value = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-        lines.append(f"{key}{sep}{value}" if sep else line)
-    ENV_FILE.write_text("\n".join(lines) + "\n")
-    ENV_FILE.chmod(0o600)
+    have = set(dotenv_values(ENV_FILE))
+    added = [
+        _example_line(line)
+        for line in example
+        if "=" in line and not line.lstrip().startswith("#") and line.split("=")[0] not in have
+    ]
+    if added:
+        names = ", ".join(a.split("=")[0] for a in added)
+        print(f"{ENV_FILE}: added {names} from .env.example", file=sys.stderr)
+        with ENV_FILE.open("a") as f:
+            f.write("\n# added from .env.example\n" + "\n".join(added) + "\n")
     return ENV_FILE
 
 
@@ -452,6 +466,19 @@ def airflow_component(e: dict[str, str], component: str) -> Service:
     return svc
 
 
+def risk_api(e: dict[str, str]) -> Service:
+    """``diskrisk serve``: reads `.env` itself, like the Airflow tasks."""
+    url = e["DISKRISK_SERVE_URL"].rstrip("/")
+    return Service(
+        name="risk-api",
+        argv=[str(VENV_BIN / "diskrisk"), "serve"],
+        env={"DISKRISK_ENV_FILE": str(ENV_FILE)},
+        ready=lambda: _http_ok(f"{url}/livez"),
+        timeout=120,
+        scrub=PIPELINE_VARS,
+    )
+
+
 def all_services() -> list[Service]:
     """In start order; `down` stops them in reverse."""
     e = env()
@@ -465,4 +492,5 @@ def all_services() -> list[Service]:
         airflow_component(e, "scheduler"),
         airflow_component(e, "dag-processor"),
         airflow_component(e, "triggerer"),
+        risk_api(e),
     ]

@@ -216,10 +216,14 @@ def report() -> None:
     )
     console.print(f"drift: {latest_verdict()}")
     top(10)
-    from diskrisk.config import AirflowSettings, MlflowSettings, load
+    from diskrisk.config import AirflowSettings, MlflowSettings, ServeSettings, load
 
     console.print(f"MLflow UI:  {load(MlflowSettings).tracking_uri}")
     console.print(f"Airflow UI: {load(AirflowSettings).api_url}")
+    serve = load(ServeSettings)
+    console.print(
+        f"Risk page:  {serve.url} (user {serve.username}, password DISKRISK_SERVE_PASSWORD)"
+    )
 
 
 # --- Airflow: a run on the running scheduler, as a user's trigger makes it ----------------------------

@@ -15,6 +15,11 @@ Layout (all names prefixed ``<DISKRISK_HBASE_NAMESPACE>_``):
     backfilled (the 2013 sample), and HBase TTL always compares cell timestamps.
 ``runs``          row ``YYYY-MM-DD``; ``r:rows``, ``r:model_name``, ``r:model_version``,
     ``r:run_id``, ``r:finished_at``: the completion marker of a scored day.
+``scores_rank``   row ``YYYY-MM-DD#<model version>#<position, 7 digits>``; ``s:rec`` = JSON of the
+    score row with its serial. Position 0 is the day's riskiest drive (ties by serial), so the
+    top K of a day is one scan of K rows from ``day#version#`` (the version and row count come
+    from the day's marker: rows of an older version or beyond the count are never read).
+    TTL as history.
 
 Why these choices:
 
@@ -57,7 +62,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from typing import Any, NamedTuple
 
 import happybase
@@ -70,7 +75,7 @@ from diskrisk.config import HBaseSettings, load
 
 log = logging.getLogger(__name__)
 
-LATEST, HISTORY, RUNS = "scores_latest", "scores_history", "runs"
+LATEST, HISTORY, RUNS, RANK = "scores_latest", "scores_history", "runs", "scores_rank"
 KEY_SEP = "#"
 DEFAULT_HISTORY_TTL_DAYS = 400
 
@@ -202,6 +207,11 @@ class Encoded(NamedTuple):
     def history_cells(self, i: int) -> dict[bytes, bytes]:
         return {C_SREC: self.history[i]}
 
+    def rank_cell(self, i: int) -> bytes:
+        """The history record with its serial (the rank key does not hold it)."""
+        serial = json.dumps(self.latest_keys[i].decode()).encode()
+        return b'{"serial_number":' + serial + b"," + self.history[i][1:]
+
 
 def encode_cells(df: pd.DataFrame) -> Encoded:
     """Encode a normalised frame.
@@ -296,6 +306,16 @@ def to_mutations(enc: Encoded, rows: slice) -> tuple[list[Any], list[Any]]:
     return latest, history
 
 
+def rank_mutations(enc: Encoded, ranks: list[bytes], rows: slice) -> list[Any]:
+    """Thrift BatchMutations of the ranking rows of a slice of rows."""
+    from Hbase_thrift import BatchMutation, Mutation
+
+    return [
+        BatchMutation(ranks[i], [Mutation(isDelete=False, column=C_SREC, value=enc.rank_cell(i))])
+        for i in range(*rows.indices(len(ranks)))
+    ]
+
+
 def decode_latest(key: bytes, cells: dict[bytes, bytes]) -> dict[str, Any]:
     """A latest-table row back to a score record (risk as float, the rest from JSON)."""
     row: dict[str, Any] = {"serial_number": key.decode(), "risk": float(cells[C_RISK])}
@@ -364,6 +384,7 @@ class HBaseSink:
         timeout_ms: int = 60_000,
         workers: int = 2,
         on_batch: Callable[[str, int], None] | None = None,
+        read_pool: int = 0,
     ) -> None:
         self.settings = settings or load(HBaseSettings)
         self.history_ttl_days = history_ttl_days
@@ -374,6 +395,12 @@ class HBaseSink:
         self.on_batch = on_batch  # called as on_batch(day, batches_landed): progress, tests
         self._tables_ready = False
         self._retryable = RETRYABLE + _hbase_errors()
+        # Readers that answer many small requests (the risk service) keep ``read_pool`` open
+        # connections instead of connecting per call; 0 = connect per call (batch jobs). Made
+        # on first use: HBase may be down when the reader starts.
+        self.read_pool = read_pool
+        self._pool: happybase.ConnectionPool | None = None
+        self._pool_lock = threading.Lock()
 
     # connections -------------------------------------------------------------------------------
     def _connect(self) -> happybase.Connection:
@@ -393,6 +420,25 @@ class HBaseSink:
             yield conn
         finally:
             conn.close()
+
+    @contextmanager
+    def _reading(self) -> Iterator[happybase.Connection]:
+        if not self.read_pool:
+            with self.connection() as conn:
+                yield conn
+            return
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = happybase.ConnectionPool(
+                    self.read_pool,
+                    host=self.settings.thrift_host,
+                    port=self.settings.thrift_port,
+                    timeout=self.timeout_ms,
+                    table_prefix=self.settings.namespace,
+                    table_prefix_separator=b"_",
+                )
+        with self._pool.connection() as conn:
+            yield conn
 
     def table_name(self, table: str) -> str:
         return f"{self.settings.namespace}_{table}"
@@ -429,6 +475,7 @@ class HBaseSink:
             LATEST: {"s": {"max_versions": 1}, "m": {"max_versions": 1}},
             HISTORY: {"s": {"max_versions": 1, "time_to_live": ttl}},
             RUNS: {"r": {"max_versions": 1}},
+            RANK: {"s": {"max_versions": 1, "time_to_live": ttl}},
         }
 
     def ensure_tables(self) -> None:
@@ -491,16 +538,19 @@ class HBaseSink:
         batch i+1 (encoding holds the GIL; a thread waiting on its socket does not)."""
         from Hbase_thrift import BatchMutation, Mutation
 
-        lname, hname, rname = (self.table_name(t).encode() for t in (LATEST, HISTORY, RUNS))
+        lname, hname, rname, kname = (
+            self.table_name(t).encode() for t in (LATEST, HISTORY, RUNS, RANK)
+        )
         ts = date_ts_ms(day)
         enc = encode_cells(part)
+        ranks = rank_keys(part, day)
         n, size = len(part), self.settings.batch_size
         total = -(-n // size)
         landed = 0
         local = threading.local()
         worker_states: list[dict[str, Any]] = []
 
-        def send(lb: list[Any], hb: list[Any], i: int) -> None:
+        def send(lb: list[Any], hb: list[Any], kb: list[Any], i: int) -> None:
             if not hasattr(local, "state"):
                 local.state = {}
                 worker_states.append(local.state)
@@ -508,6 +558,7 @@ class HBaseSink:
             def op(conn: happybase.Connection) -> None:
                 conn.client.mutateRowsTs(lname, lb, ts, {})
                 conn.client.mutateRows(hname, hb, {})
+                conn.client.mutateRows(kname, kb, {})
 
             self._retrying(f"{day}: batch {i}/{total}", op, local.state)
 
@@ -523,7 +574,10 @@ class HBaseSink:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="hbase-sink") as pool:
                 try:
                     for i, rows in enumerate(batches(n, size), start=1):
-                        pending.append(pool.submit(send, *to_mutations(enc, rows), i))
+                        batch = to_mutations(enc, rows)
+                        pending.append(
+                            pool.submit(send, *batch, rank_mutations(enc, ranks, rows), i)
+                        )
                         while len(pending) > self.workers:  # bounds memory in flight
                             pending.popleft().result()
                             landed += 1
@@ -560,20 +614,23 @@ class HBaseSink:
     # reading -----------------------------------------------------------------------------------
     def latest(self, serial: str) -> dict[str, Any] | None:
         key = latest_key(serial)
-        with self.connection() as conn, _absent_is_empty():
+        with self._reading() as conn, _absent_is_empty():
             cells = conn.table(LATEST).row(key)
             return decode_latest(key, cells) if cells else None
         return None
 
     def history(self, serial: str) -> pd.DataFrame:
         """One drive's scores, oldest first (one prefix scan: keys sort by date)."""
+        return _frame(self.history_records(serial))
+
+    def history_records(self, serial: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
-        with self.connection() as conn, _absent_is_empty():
+        with self._reading() as conn, _absent_is_empty():
             rows = [
                 decode_history(k, c)
                 for k, c in conn.table(HISTORY).scan(row_prefix=history_prefix(serial))
             ]
-        return _frame(rows)
+        return rows
 
     def top(self, k: int, day: str | dt.date | None = None) -> pd.DataFrame:
         """The ``k`` riskiest drives, riskiest first (ties by serial), among the drives scored
@@ -588,10 +645,14 @@ class HBaseSink:
             return _frame([])
         if day is None:
             day = self.newest_completed()
+        if day not in (None, "all"):
+            _, ranked = self.ranked(day, limit=k)
+            if not ranked.empty:
+                return ranked
         wanted = None if day in (None, "all") else date_ts_ms(iso_date(day))  # type: ignore[arg-type]
         keys: list[bytes] = []
         rows: dict[bytes, dict[bytes, bytes]] = {}
-        with self.connection() as conn, _absent_is_empty():
+        with self._reading() as conn, _absent_is_empty():
             table = conn.table(LATEST)
             scan = table.scan(columns=[C_RISK], batch_size=10_000, include_timestamp=True)
             best = heapq.nsmallest(
@@ -606,9 +667,51 @@ class HBaseSink:
             rows = dict(table.rows(keys)) if keys else {}
         return _frame([decode_latest(key, rows[key]) for key in keys if key in rows])
 
+    def ranked(
+        self,
+        day: str | dt.date | None = None,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        keep: Callable[[dict[str, Any]], bool] | None = None,
+        min_risk: float | None = None,
+    ) -> tuple[str | None, pd.DataFrame]:
+        """The riskiest drives of ``day`` (default: the newest completed one) in rank order,
+        read from the day's ranking: ``limit`` rows after skipping ``offset`` rows that pass
+        ``keep``; the scan stops at the first row below ``min_risk``. Returns (day, rows);
+        an empty frame when the day has no ranking (written before rankings existed)."""
+        day = iso_date(day) if day is not None else self.newest_completed()
+        marker = self.completed(day) if day else None
+        rows = self.ranked_records(marker, limit=limit, offset=offset, keep=keep, min_risk=min_risk)
+        return day, _frame(rows)
+
+    def ranked_records(
+        self,
+        marker: dict[str, Any] | None,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        keep: Callable[[dict[str, Any]], bool] | None = None,
+        min_risk: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """:meth:`ranked` for a day's completion marker (callers may cache it)."""
+        if not marker or limit <= 0:
+            return []
+        start = f"{marker['data_date']}{KEY_SEP}{marker['model_version']}{KEY_SEP}"
+        rows: list[dict[str, Any]] = []
+        with self._reading() as conn, _absent_is_empty():
+            scan = conn.table(RANK).scan(
+                row_start=f"{start}{0:07d}".encode(),
+                row_stop=f"{start}{marker['rows']:07d}".encode(),
+                batch_size=min(max(limit + offset, 100), 5000),
+            )
+            with closing(scan):  # close the scanner while the connection is still open
+                rows = _take(scan, limit, offset, keep, min_risk)
+        return rows
+
     def newest_completed(self) -> str | None:
         """The newest day whose scores were all written (from the completion markers)."""
-        with self.connection() as conn, _absent_is_empty():
+        with self._reading() as conn, _absent_is_empty():
             days = [key.decode() for key, _ in conn.table(RUNS).scan(filter=b"KeyOnlyFilter()")]
             return max(days) if days else None
         return None
@@ -616,7 +719,7 @@ class HBaseSink:
     def completed(self, date: str | dt.date) -> dict[str, Any] | None:
         """The completion marker of a day, or None when no write of it has finished."""
         cells: dict[bytes, bytes] = {}
-        with self.connection() as conn, _absent_is_empty():
+        with self._reading() as conn, _absent_is_empty():
             cells = conn.table(RUNS).row(iso_date(date).encode())
         if not cells:
             return None
@@ -624,6 +727,45 @@ class HBaseSink:
         out["rows"] = int(out["rows"])
         out["data_date"] = iso_date(date)
         return out
+
+
+def _take(
+    scan: Iterator[tuple[bytes, dict[bytes, bytes]]],
+    limit: int,
+    offset: int,
+    keep: Callable[[dict[str, Any]], bool] | None,
+    min_risk: float | None,
+) -> list[dict[str, Any]]:
+    """Rows of a ranking scan: skip ``offset`` kept rows, take ``limit``, stop below
+    ``min_risk`` (the scan is in risk order)."""
+    rows: list[dict[str, Any]] = []
+    skipped = 0
+    for _, cells in scan:
+        row = _missing_as_nan(json.loads(cells[C_SREC]))
+        if min_risk is not None and row["risk"] < min_risk:
+            break
+        if keep is not None and not keep(row):
+            continue
+        if skipped < offset:
+            skipped += 1
+            continue
+        rows.append(row)
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+def rank_keys(part: pd.DataFrame, day: str) -> list[bytes]:
+    """Ranking row key of each row of ``part`` (one day, one model version): its position by
+    risk, riskiest first, ties by serial."""
+    order = np.lexsort((part["serial_number"].to_numpy(), -part["risk"].to_numpy(float)))
+    position = np.empty(len(part), dtype=np.int64)
+    position[order] = np.arange(len(part))
+    versions = part["model_version"].astype(str).to_numpy()
+    return [
+        f"{day}{KEY_SEP}{v}{KEY_SEP}{p:07d}".encode()
+        for v, p in zip(versions, position.tolist(), strict=True)
+    ]
 
 
 def completion_cells(rows: int, part: pd.DataFrame, finished_at: str) -> dict[bytes, bytes]:
