@@ -83,6 +83,9 @@ SPECIAL = {
     "DISKRISK_DRIFT_DRIFT_SHARE": "0.39",
     "DISKRISK_DRIFT_MAX_ROWS": "56565",
     "DISKRISK_SERVE_POLL_SECONDS": "12.5",
+    "DISKRISK_FUTURE_DAYS_TOLERANCE": "23",
+    "DISKRISK_DOWNLOAD_TIMEOUT_S": "31.5",
+    "DISKRISK_DOWNLOAD_ATTEMPTS": "7",
     "DISKRISK_SERVE_MAX_BODY_BYTES": "765432",
     "DISKRISK_SERVE_MAX_SCORE_AGE_HOURS": "49.5",
     "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(
@@ -355,6 +358,9 @@ def readers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[C
         "DISKRISK_ALERT_WEBHOOK": [group(PipelineSettings, "alert_webhook"), webhook],
         "DISKRISK_LAKE_PREFIX": [group(PipelineSettings, "lake_prefix"), cli_and_pipeline_prefix],
         "BACKBLAZE_TEST_DATA": [test_data],
+        "DISKRISK_FUTURE_DAYS_TOLERANCE": [group(PipelineSettings, "future_days_tolerance")],
+        "DISKRISK_DOWNLOAD_TIMEOUT_S": [group(PipelineSettings, "download_timeout_s")],
+        "DISKRISK_DOWNLOAD_ATTEMPTS": [group(PipelineSettings, "download_attempts")],
         # Optional knobs
         "DISKRISK_MODEL_NAME": [group(MlflowSettings, "model_name")],
         "DISKRISK_EXPERIMENT": [group(MlflowSettings, "experiment"), drift_experiment],

@@ -289,6 +289,17 @@ def test_top_k_is_ordered_by_risk(sink):
 
 
 @integration
+def test_one_bad_row_is_set_aside_and_the_day_still_lands(sink):
+    df = make_scores(200, "2013-04-10")
+    df.loc[17, "serial_number"] = "S#17"
+    assert sink.write(df) == {"2013-04-10": 199}
+    marker = sink.completed("2013-04-10")
+    assert marker["rows"] == 199 and marker["set_aside"] == 1
+    assert sink.set_aside["serial_number"].tolist() == ["S#17"]
+    assert sink.latest("S00000018") is not None
+
+
+@integration
 def test_the_day_ranking_reads_only_the_rows_asked_for(sink):
     df = make_scores(3_000, "2013-04-10", model_version="3")
     sink.write(df)

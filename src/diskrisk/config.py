@@ -122,6 +122,9 @@ class PipelineSettings(_Base):
     schedule: str = Field(default="@daily", alias="DISKRISK_SCHEDULE", min_length=1)
     alert_webhook: str = Field(default="", alias="DISKRISK_ALERT_WEBHOOK")
     lake_prefix: str = Field(default="", alias="DISKRISK_LAKE_PREFIX", pattern=r"^([^/].*/)?$")
+    future_days_tolerance: int = Field(default=1, alias="DISKRISK_FUTURE_DAYS_TOLERANCE", ge=0)
+    download_timeout_s: float = Field(default=60.0, alias="DISKRISK_DOWNLOAD_TIMEOUT_S", gt=0)
+    download_attempts: int = Field(default=3, alias="DISKRISK_DOWNLOAD_ATTEMPTS", ge=1)
 
     @field_validator("alert_webhook")
     @classmethod

@@ -21,6 +21,7 @@ import logging
 import re
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
 import zlib
@@ -96,11 +97,58 @@ def _local_or_download(source: str) -> Iterator[Path]:
         name = Path(source.split("?", 1)[0]).name or "download"
         with tempfile.TemporaryDirectory(prefix="diskrisk-") as tmp:
             path = Path(tmp) / name
-            with urllib.request.urlopen(source) as resp, path.open("wb") as out:
-                shutil.copyfileobj(resp, out, length=MIB)
+            download(source, path)
             yield path
     else:
         yield Path(source)
+
+
+class SourceError(DataError):
+    """A URL source that cannot be fetched (not found, refused, empty, stalled, truncated)."""
+
+    kind = "source"
+
+
+def download(url: str, dest: Path) -> Path:
+    """``url`` to ``dest``, whole or not at all: into ``dest.part`` (renamed when complete and
+    as long as the server said), with connect/read timeouts (``DISKRISK_DOWNLOAD_TIMEOUT_S``) and
+    ``DISKRISK_DOWNLOAD_ATTEMPTS`` tries with growing pauses on transient failures. 401/403/404
+    and an empty body fail at once: trying again would not help."""
+    import http.client
+    import time
+
+    from diskrisk.config import PipelineSettings, load
+
+    cfg = load(PipelineSettings)
+    part = dest.with_name(dest.name + ".part")
+    for attempt in range(1, cfg.download_attempts + 1):
+        try:
+            with urllib.request.urlopen(url, timeout=cfg.download_timeout_s) as resp:
+                expected = int(resp.headers.get("Content-Length") or -1)
+                with part.open("wb") as out:
+                    shutil.copyfileobj(resp, out, length=MIB)
+            size = part.stat().st_size
+            if size == 0:
+                part.unlink()
+                raise SourceError(f"{url}: the server sent an empty file", file=dest.name)
+            if expected >= 0 and size != expected:
+                raise OSError(f"truncated: {size} of {expected} bytes")
+            part.replace(dest)
+            return dest
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                raise SourceError(f"{url}: HTTP {exc.code} {exc.reason}", file=dest.name) from None
+            why = f"HTTP {exc.code}"
+        except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors
+            why = f"{type(exc).__name__}: {exc}"
+        part.unlink(missing_ok=True)
+        if attempt == cfg.download_attempts:
+            raise SourceError(
+                f"{url}: download failed after {attempt} attempt(s) ({why})", file=dest.name
+            )
+        log.warning("%s: %s; trying again (attempt %d)", url, why, attempt + 1)
+        time.sleep(min(2.0**attempt, 30.0))
+    raise AssertionError("unreachable")
 
 
 def _file_day(path: Path, source: str) -> DayFile:
@@ -118,6 +166,9 @@ def _zip_days(path: Path) -> list[DayFile]:
     for info in infos:
         base = Path(info.filename).name
         if info.is_dir() or info.filename.startswith("__MACOSX") or not base.endswith(".csv"):
+            continue
+        if not _DAY_NAME.search(base):  # e.g. a README.csv beside the days: not a day
+            log.warning("%s!%s: not a day file (YYYY-MM-DD.csv), skipped", path.name, base)
             continue
 
         def opener(info: zipfile.ZipInfo = info) -> contextlib.AbstractContextManager[IO[bytes]]:

@@ -101,8 +101,23 @@ class DayOutcome:
     warnings: tuple[str, ...] = ()
 
 
+def latest_day() -> date:
+    """The newest day a source can hold: today (UTC) plus DISKRISK_FUTURE_DAYS_TOLERANCE."""
+    from datetime import UTC, datetime, timedelta
+
+    from diskrisk.config import PipelineSettings, load
+
+    tolerance = load(PipelineSettings).future_days_tolerance
+    return datetime.now(UTC).date() + timedelta(days=tolerance)
+
+
 def ingest_day(
-    day: date, manifest: dict[str, Any], *, prefix: str = "", force: bool = False
+    day: date,
+    manifest: dict[str, Any],
+    *,
+    prefix: str = "",
+    force: bool = False,
+    latest: date | None = None,
 ) -> DayOutcome:
     """raw/ → validate → lake for one day, updating ``manifest`` in place."""
     obj = s3.client().get_object(Bucket=s3.bucket(), Key=layout.raw(day, prefix))
@@ -115,7 +130,7 @@ def ingest_day(
     sha = sha or hashlib.sha256(data).hexdigest()
     name = f"{day.isoformat()}.csv"
     try:
-        v = validate_bytes(data, name, day)
+        v = validate_bytes(data, name, day, latest_day=latest)
     except DataError as err:
         record_file_error(err, prefix)
         s3.delete_if_exists(layout.lake_day(day, prefix))  # the lake mirrors raw: no stale day
@@ -182,8 +197,9 @@ def build(
     """raw/ → validate → lake for collected days, then one manifest write for all of them."""
     manifest = read_manifest(prefix)
     outcomes = []
+    latest = latest_day()
     for day in sorted(days):
-        out = ingest_day(day, manifest, prefix=prefix, force=force)
+        out = ingest_day(day, manifest, prefix=prefix, force=force, latest=latest)
         outcomes.append(out)
         if on_day:
             on_day(out)

@@ -266,9 +266,17 @@ def score(day: str | None = None, force: bool = False) -> dict[str, Any]:
         return {"day": day, "skipped": True, **done}
     features = snapshot_features(day, TrainSettings().lookback_days, prefix=lake_prefix())
     written = sink.write(score_frame(features, predictor, day))
-    return {
+    result = {
         "day": day,
         "skipped": False,
         "model_version": str(version.version),
-        "rows": written[day],
+        "rows": written.get(day, 0),
+        "set_aside": len(sink.set_aside),
     }
+    if not sink.set_aside.empty:  # the rows the store could not hold, with their reason
+        from diskrisk import layout, s3
+
+        key = layout.quarantine(date.fromisoformat(day), "scores.csv", lake_prefix())
+        s3.put_if_changed(key, sink.set_aside.to_csv(index=False).encode(), "text/csv")
+        result["set_aside_key"] = key
+    return result

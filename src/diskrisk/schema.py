@@ -39,6 +39,19 @@ from collections.abc import Iterable, Sequence
 import pyarrow as pa
 
 REQUIRED: tuple[str, ...] = ("date", "serial_number", "model", "capacity_bytes", "failure")
+#: Separates a serial from a date in the score store's row keys (``serial#YYYY-MM-DD``): a serial
+#: holding it could not be stored, so validation refuses such rows and the sink sets them aside.
+SERIAL_KEY_SEP = "#"
+SERIAL_SEP_REASON = f"serial_number: contains {SERIAL_KEY_SEP!r}, the score store's key separator"
+
+
+def serial_problem(serial: str) -> str | None:
+    """Why the score store cannot key a drive by ``serial`` (None: it can)."""
+    if not serial.strip():
+        return "serial_number: empty"
+    if SERIAL_KEY_SEP in serial:
+        return SERIAL_SEP_REASON
+    return None
 OPTIONAL_2023: tuple[str, ...] = (
     "datacenter",
     "cluster_id",

@@ -71,12 +71,13 @@ import pandas as pd
 from thriftpy2.thrift import TApplicationException
 from thriftpy2.transport import TTransportException
 
+from diskrisk import schema
 from diskrisk.config import HBaseSettings, load
 
 log = logging.getLogger(__name__)
 
 LATEST, HISTORY, RUNS, RANK = "scores_latest", "scores_history", "runs", "scores_rank"
-KEY_SEP = "#"
+KEY_SEP = schema.SERIAL_KEY_SEP
 DEFAULT_HISTORY_TTL_DAYS = 400
 
 STR_FIELDS = ("serial_number", "model", "model_name", "model_version", "run_id", "scored_at")
@@ -122,8 +123,8 @@ def history_prefix(serial: str) -> bytes:
 
 def _check_serial(serial: str) -> str:
     # '#' in a serial would make one drive's prefix match another's keys.
-    if not serial or KEY_SEP in serial:
-        raise ValueError(f"serial number {serial!r} is empty or contains {KEY_SEP!r}")
+    if problem := schema.serial_problem(serial):
+        raise ValueError(f"{problem}: {serial!r}")
     return serial
 
 
@@ -153,42 +154,59 @@ def _is_nan(v: Any) -> bool:
     return isinstance(v, float) and v != v
 
 
-def normalise(scores: pd.DataFrame) -> pd.DataFrame:
-    """Check the input contract and return a copy with canonical types.
+def partition(scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the rows the store can hold, with canonical types; the rows it cannot, with ``_reason``).
 
-    Strings stay strings, floats must be finite (a NaN score is an upstream bug, not something
-    to store) except a ``p_fail_*`` the model marks unsupported (NaN, stored as null), days become ``YYYY-MM-DD``; a duplicated (serial, day) keeps its last row, as
-    HBase would.
+    One bad row never costs the day its other rows. Strings stay strings, floats must be finite
+    (a NaN score is an upstream bug, not something to store) except a ``p_fail_*`` the model
+    marks unsupported (NaN, stored as null); a serial must be usable as a row key
+    (:func:`diskrisk.schema.serial_problem`); days become ``YYYY-MM-DD``; a duplicated
+    (serial, day) keeps its last row, as HBase would. Missing columns are a contract breach of
+    the whole frame: ``ValueError``.
     """
     missing = [c for c in COLUMNS if c not in scores.columns]
     if missing:
         raise ValueError(f"scores lack column(s) {missing}")
-    df = scores.loc[:, list(COLUMNS)].copy()
+    df = scores.loc[:, list(COLUMNS)].copy().reset_index(drop=True)
+    reasons = pd.Series("", index=df.index, dtype=object)
+
+    def flag(mask: pd.Series, text: str) -> None:
+        reasons[mask & (reasons == "")] = text
+
     for col in ("serial_number", "data_date", "run_id", "model_version", "model_name"):
-        if df[col].isna().any():
-            raise ValueError(f"scores have empty {col}")
+        flag(df[col].isna(), f"empty {col}")
     for col in STR_FIELDS:
         df[col] = df[col].astype(str)
     for col in FLOAT_FIELDS:
-        values = pd.to_numeric(df[col], errors="raise").astype("float64")
-        known = values.dropna() if col in OPTIONAL_FIELDS else values
-        if not np.isfinite(known.to_numpy()).all():
-            raise ValueError(f"scores have a non-finite {col}")
+        values = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        given = df[col].notna() if col in OPTIONAL_FIELDS else pd.Series(True, index=df.index)
+        flag(given & ~np.isfinite(values), f"non-finite {col}")
         df[col] = values
-    if not df["rank_pct"].between(0, 100).all():
-        raise ValueError("rank_pct must lie in 0..100")
+    flag(~df["rank_pct"].between(0, 100), "rank_pct must lie in 0..100")
+    problems = df["serial_number"].map(schema.serial_problem)
+    reasons[problems.notna() & (reasons == "")] = problems
+    bad = df[reasons != ""].assign(_reason=reasons[reasons != ""])
+    df = df[reasons == ""].copy()
     if pd.api.types.is_datetime64_any_dtype(df["data_date"]):
         df["data_date"] = df["data_date"].dt.strftime("%Y-%m-%d")
     else:  # a run holds few distinct days: normalise each once
         days = {d: iso_date(d) for d in df["data_date"].unique()}
         df["data_date"] = df["data_date"].map(days)
-    bad = df["serial_number"].str.contains(KEY_SEP, regex=False) | (df["serial_number"] == "")
-    if bad.any():
+    good = df.drop_duplicates(["serial_number", "data_date"], keep="last").reset_index(drop=True)
+    return good, bad.reset_index(drop=True)
+
+
+def normalise(scores: pd.DataFrame) -> pd.DataFrame:
+    """:func:`partition`'s good rows; ``ValueError`` naming the first bad row otherwise (for
+    callers that want the whole frame or nothing)."""
+    good, bad = partition(scores)
+    if not bad.empty:
+        first = bad.iloc[0]
         raise ValueError(
-            f"serial numbers empty or containing {KEY_SEP!r}: "
-            f"{df.loc[bad, 'serial_number'].head(3).tolist()}"
+            f"{len(bad)} score row(s) cannot be stored, e.g. serial "
+            f"{first['serial_number']!r}: {first['_reason']}"
         )
-    return df.drop_duplicates(["serial_number", "data_date"], keep="last").reset_index(drop=True)
+    return good
 
 
 class Encoded(NamedTuple):
@@ -394,6 +412,7 @@ class HBaseSink:
         self.workers = max(1, workers)  # concurrent batches; 2 keeps both cores busy
         self.on_batch = on_batch  # called as on_batch(day, batches_landed): progress, tests
         self._tables_ready = False
+        self.set_aside = pd.DataFrame()  # rows the last write() could not store, with _reason
         self._retryable = RETRYABLE + _hbase_errors()
         # Readers that answer many small requests (the risk service) keep ``read_pool`` open
         # connections instead of connecting per call; 0 = connect per call (batch jobs). Made
@@ -522,18 +541,30 @@ class HBaseSink:
         (timestamped with the day) and history, then write the marker. Raises
         :class:`SinkError` when a batch still fails after the retries.
         """
-        df = normalise(scores)
+        df, self.set_aside = partition(scores)
+        if not self.set_aside.empty:
+            log.warning(
+                "%d score row(s) set aside (not stored): %s",
+                len(self.set_aside),
+                self.set_aside["_reason"].value_counts().to_dict(),
+            )
+        aside_days = pd.to_datetime(self.set_aside["data_date"], errors="coerce")
+        aside = aside_days.dt.strftime("%Y-%m-%d").value_counts().to_dict()
         self.ensure_tables()
         written: dict[str, int] = {}
         state: dict[str, Any] = {}
         try:
             for day, part in df.groupby("data_date", sort=True):
-                written[str(day)] = self._write_day(str(day), part, state)
+                written[str(day)] = self._write_day(
+                    str(day), part, state, set_aside=int(aside.get(str(day), 0))
+                )
         finally:
             _close_quietly(state.get("conn"))
         return written
 
-    def _write_day(self, day: str, part: pd.DataFrame, state: dict[str, Any]) -> int:
+    def _write_day(
+        self, day: str, part: pd.DataFrame, state: dict[str, Any], set_aside: int = 0
+    ) -> int:
         """Batches go to a small thread pool so the JVM stores batch i while Python encodes
         batch i+1 (encoding holds the GIL; a thread waiting on its socket does not)."""
         from Hbase_thrift import BatchMutation, Mutation
@@ -589,7 +620,7 @@ class HBaseSink:
                 finally:
                     for fut in pending:
                         fut.cancel()
-            marker = completion_cells(n, part, finished_at=_now_iso()).items()
+            marker = completion_cells(n, part, finished_at=_now_iso(), set_aside=set_aside).items()
             marker_ms = max(_now_ms(), cleared_ms + 1)
             row = [BatchMutation(day.encode(), [Mutation(column=k, value=v) for k, v in marker])]
             self._retrying(
@@ -725,6 +756,7 @@ class HBaseSink:
             return None
         out: dict[str, Any] = {k.decode().split(":", 1)[1]: v.decode() for k, v in cells.items()}
         out["rows"] = int(out["rows"])
+        out["set_aside"] = int(out.get("set_aside", 0))
         out["data_date"] = iso_date(date)
         return out
 
@@ -768,11 +800,15 @@ def rank_keys(part: pd.DataFrame, day: str) -> list[bytes]:
     ]
 
 
-def completion_cells(rows: int, part: pd.DataFrame, finished_at: str) -> dict[bytes, bytes]:
-    """Marker columns; model/run come from the day's rows (the last row if they differ)."""
+def completion_cells(
+    rows: int, part: pd.DataFrame, finished_at: str, set_aside: int = 0
+) -> dict[bytes, bytes]:
+    """Marker columns; model/run come from the day's rows (the last row if they differ);
+    ``set_aside``: the day's rows the store could not hold (see :func:`partition`)."""
     last = part.iloc[-1]
     return {
         b"r:rows": str(rows).encode(),
+        b"r:set_aside": str(set_aside).encode(),
         b"r:model_name": str(last["model_name"]).encode(),
         b"r:model_version": str(last["model_version"]).encode(),
         b"r:run_id": str(last["run_id"]).encode(),

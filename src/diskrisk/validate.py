@@ -95,6 +95,10 @@ class UnknownDayError(DataError):
     kind = "unknown_day"
 
 
+class FutureDayError(DataError):
+    kind = "future_day"
+
+
 @dataclass(frozen=True)
 class Validated:
     """Outcome of validating one day's file."""
@@ -132,16 +136,29 @@ def validate_file(path: str | Path, day: date | None = None) -> Validated:
     return validate_bytes(p.read_bytes(), p.name, day)
 
 
-def validate_bytes(data: bytes, name: str, day: date | None = None) -> Validated:
-    """Validate the bytes of one day's CSV named ``name`` (the day defaults to the name's)."""
+def validate_bytes(
+    data: bytes, name: str, day: date | None = None, *, latest_day: date | None = None
+) -> Validated:
+    """Validate the bytes of one day's CSV named ``name`` (the day defaults to the name's).
+    A day after ``latest_day`` (today plus a tolerance, given by the caller) cannot have been
+    observed yet: :class:`FutureDayError`."""
     name = Path(name).name
     day = day or day_from_name(name)
+    if latest_day is not None and day > latest_day:
+        raise FutureDayError(
+            f"{name}: day {day.isoformat()} is in the future (latest accepted: "
+            f"{latest_day.isoformat()}; DISKRISK_FUTURE_DAYS_TOLERANCE)",
+            file=name,
+        )
     warnings: list[str] = []
     if not data or data.isspace():
         raise EmptyFileError(f"{name}: file is empty", file=name)
     if data.startswith(BOM):
         data = data[len(BOM) :]
         warnings.append(f"{name}: UTF-8 byte-order mark stripped")
+    if b"\r" in data and b"\n" not in data:  # classic Mac line endings: one "line" otherwise
+        data = data.replace(b"\r", b"\n")
+        warnings.append(f"{name}: carriage-return line endings read as newlines")
     _check_utf8(data, name)
     columns = _header(data, name)
 
@@ -314,6 +331,9 @@ def _row_reasons(table: pa.Table, day: date, cell_bad: dict[str, pa.Array]) -> p
             "failure: not 0 or 1",
         )
     )
+    if "serial_number" not in cell_bad:
+        sep = pc.match_substring(table["serial_number"], schema.SERIAL_KEY_SEP)
+        checks.append((pc.fill_null(sep, False), schema.SERIAL_SEP_REASON))
     n = table.num_rows
     reasons = pa.nulls(n, pa.string())
     for mask, text in checks:
