@@ -52,6 +52,8 @@ def serial_problem(serial: str) -> str | None:
     if SERIAL_KEY_SEP in serial:
         return SERIAL_SEP_REASON
     return None
+
+
 OPTIONAL_2023: tuple[str, ...] = (
     "datacenter",
     "cluster_id",

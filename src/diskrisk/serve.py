@@ -206,57 +206,64 @@ def create_app(
             response.headers["X-Model-Version"] = watcher.current.version
         return response
 
-    _routes(app, watcher, sink, metrics, s, Depends(user))
+    svc = Service(watcher, sink, metrics, s)
+    _probes(app, svc)
+    _reads(app, svc, Depends(user))
+    _predict(app, svc, Depends(user))
     return app
 
 
-def _routes(
-    app: FastAPI,
-    watcher: ChampionWatcher,
-    sink: HBaseSink,
-    metrics: Metrics,
-    s: ServeSettings,
-    auth: Any,
-) -> None:
-    def champion() -> Champion:
-        current = watcher.current
+class Service:
+    """What the routes share: the champion, the score store, the metrics, the settings."""
+
+    def __init__(
+        self, watcher: ChampionWatcher, sink: HBaseSink, metrics: Metrics, settings: ServeSettings
+    ) -> None:
+        self.watcher, self.sink, self.metrics, self.settings = watcher, sink, metrics, settings
+        self._newest: tuple[float, dict[str, Any] | None] = (0.0, None)
+
+    def champion(self) -> Champion:
+        current = self.watcher.current
         if current is None:
             raise HTTPException(503, "no champion loaded yet: train one first")
         return current
 
-    newest: dict[str, Any] = {"at": 0.0, "marker": None}
-
-    def marker_of(day: date | None) -> dict[str, Any] | None:
+    def marker_of(self, day: date | None) -> dict[str, Any] | None:
         """The day's completion marker; the newest day's is kept a few seconds (a new day
         appears once a day, and every top-K request needs it)."""
         if day is not None:
-            return sink.completed(day)  # type: ignore[no-any-return]
-        if time.monotonic() - newest["at"] > MARKER_TTL_S:
-            latest = sink.newest_completed()
-            newest["marker"] = sink.completed(latest) if latest else None
-            newest["at"] = time.monotonic()
-        return newest["marker"]
+            return self.sink.completed(day)  # type: ignore[no-any-return]
+        at, marker = self._newest
+        if time.monotonic() - at > MARKER_TTL_S:
+            latest = self.sink.newest_completed()
+            marker = self.sink.completed(latest) if latest else None
+            self._newest = (time.monotonic(), marker)
+        return marker
 
-    def hbase(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def hbase(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            metrics.hbase_errors.inc()
+            self.metrics.hbase_errors.inc()
             raise HTTPException(503, f"score store unavailable ({type(exc).__name__})") from exc
 
+
+def _probes(app: FastAPI, svc: Service) -> None:
     @app.get("/livez")
     def livez() -> dict[str, str]:
         return {"status": "alive"}
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
-        checks: dict[str, Any] = {"champion": watcher.current.version if watcher.current else None}
+        checks: dict[str, Any] = {
+            "champion": svc.watcher.current.version if svc.watcher.current else None
+        }
         try:
-            day = sink.newest_completed()
-            marker = sink.completed(day) if day else None
+            day = svc.sink.newest_completed()
+            marker = svc.sink.completed(day) if day else None
             checks["hbase"] = "ok"
         except Exception as exc:
-            metrics.hbase_errors.inc()
+            svc.metrics.hbase_errors.inc()
             checks["hbase"], marker = f"unreachable ({type(exc).__name__})", None
         age_h = _age_hours(marker["finished_at"]) if marker else None
         checks["newest_scores"] = {"day": marker and marker["data_date"], "age_hours": age_h}
@@ -264,24 +271,26 @@ def _routes(
             checks["champion"] is not None
             and checks["hbase"] == "ok"
             and age_h is not None
-            and age_h <= s.max_score_age_hours
+            and age_h <= svc.settings.max_score_age_hours
         )
         return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
     @app.get("/metrics")
     def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+
+def _reads(app: FastAPI, svc: Service, auth: Any) -> None:
     @app.get("/", response_class=HTMLResponse, dependencies=[auth])
     def page() -> HTMLResponse:
-        links = {"mlflow": s.mlflow_ui_url, "airflow": s.airflow_ui_url}
+        links = {"mlflow": svc.settings.mlflow_ui_url, "airflow": svc.settings.airflow_ui_url}
         html = PAGE.read_text().replace("__LINKS__", json.dumps(links))
         return HTMLResponse(html)
 
     @app.get("/api/v1/model", dependencies=[auth])
     def model() -> dict[str, Any]:
-        current = champion()
-        return {**current.card, "drift": watcher.drift, "loaded_at": current.loaded_at}
+        current = svc.champion()
+        return {**current.card, "drift": svc.watcher.drift, "loaded_at": current.loaded_at}
 
     @app.get("/api/v1/drives", dependencies=[auth])
     def riskiest(
@@ -293,21 +302,21 @@ def _routes(
         day: date | None = None,
     ) -> dict[str, Any]:
         keep = _row_filter(vendor, model)
-        marker = hbase(marker_of, day)
-        rows = hbase(
-            sink.ranked_records,
+        marker = svc.hbase(svc.marker_of, day)
+        rows = svc.hbase(
+            svc.sink.ranked_records,
             marker,
             limit=top,
             offset=(page - 1) * top,
             keep=keep,
             min_risk=min_risk,
         )
-        metrics.scores.inc(len(rows))
+        svc.metrics.scores.inc(len(rows))
         return {
             "day": marker["data_date"] if marker else None,
             "page": page,
             "drives": _clean(rows),
-            "model_version": watcher.current.version if watcher.current else None,
+            "model_version": svc.watcher.current.version if svc.watcher.current else None,
         }
 
     @app.get("/api/v1/fleet", dependencies=[auth])
@@ -323,28 +332,32 @@ def _routes(
 
     @app.get("/api/v1/drives/{serial}", dependencies=[auth])
     def drive(serial: str) -> dict[str, Any]:
-        latest = hbase(sink.latest, serial)
+        latest = svc.hbase(svc.sink.latest, serial)
         if latest is None:
             raise HTTPException(404, f"no score for drive {serial!r}")
-        history = hbase(sink.history_records, serial)
-        metrics.scores.inc(1 + len(history))
+        history = svc.hbase(svc.sink.history_records, serial)
+        svc.metrics.scores.inc(1 + len(history))
         return {
             "serial_number": serial,
             "latest": _clean([latest])[0],
             "history": _clean(history),
-            "model_version": watcher.current.version if watcher.current else None,
+            "model_version": svc.watcher.current.version if svc.watcher.current else None,
         }
 
+
+def _predict(app: FastAPI, svc: Service, auth: Any) -> None:
     @app.post("/api/v1/predict", dependencies=[auth])
     async def predict(request: Request) -> dict[str, Any]:
         body = await request.body()
-        if len(body) > s.max_body_bytes:
-            raise HTTPException(413, f"body of {len(body)} bytes is over {s.max_body_bytes}")
-        current = champion()  # one snapshot for the whole request
+        if len(body) > svc.settings.max_body_bytes:
+            raise HTTPException(
+                413, f"body of {len(body)} bytes is over {svc.settings.max_body_bytes}"
+            )
+        current = svc.champion()  # one snapshot for the whole request
         frame = _posted_frame(body, request.headers.get("content-type", ""))
         lookback = TrainSettings().lookback_days
         scores = await run_in_threadpool(score_rows, frame, current.predictor, lookback)
-        metrics.scores.inc(len(scores))
+        svc.metrics.scores.inc(len(scores))
         return {"model_version": current.version, "scores": _records(scores)}
 
 
