@@ -142,6 +142,34 @@ def test_pooled_c_is_sksurv_c_within_one_landmark():
     assert oot.pooled_c(pd.concat([f, g], ignore_index=True)) == pytest.approx(expected[0])
 
 
+def test_td_auc_skips_a_landmark_whose_weights_are_undefined():
+    """When every training drive is censored by the time a test drive is last seen, the
+    inverse-probability-of-censoring weights are undefined there (sksurv raises): that
+    landmark gives no AUC instead of failing the whole family."""
+    n = 60
+    train = pd.DataFrame({"duration_days": np.full(n, 6.0), "event": np.zeros(n, bool)})
+    train.loc[:9, ["duration_days", "event"]] = [2.0, True]
+
+    def landmark(day: str, last: float) -> pd.DataFrame:
+        t = np.r_[1.0, 2.0, np.full(n - 2, last)]
+        return pd.DataFrame(
+            {
+                oot.SPLIT: "a",
+                "serial_number": [f"s{i}" for i in range(n)],
+                "snapshot_date": pd.Timestamp(day),
+                "duration_days": t,
+                "event": np.r_[True, True, True, np.zeros(n - 3, bool)],  # one fails when last seen
+                "risk": -t,
+            }
+        )
+
+    broken = landmark("2024-01-01", 6.0)  # test follow-up reaches the censoring curve's zero
+    assert oot.td_auc(broken, train, [3.0]) == {}
+    fine = landmark("2024-01-08", 5.0)
+    both = oot.td_auc(pd.concat([broken, fine], ignore_index=True), train, [3.0])
+    assert both == oot.td_auc(fine, train, [3.0]) and 0 < both["auc_3d"] <= 1
+
+
 def test_recall_at_budget_hand_computed():
     f = pd.DataFrame(
         {

@@ -343,7 +343,10 @@ def td_auc(
             cases = int((e & (t <= h)).sum())
             if cases == 0 or h >= t.max() or h >= t_tr.max():
                 continue
-            auc, _ = cumulative_dynamic_auc(y_train, Surv.from_arrays(e, t), part["risk"], [h])
+            try:
+                auc, _ = cumulative_dynamic_auc(y_train, Surv.from_arrays(e, t), part["risk"], [h])
+            except ValueError:  # IPCW undefined: the training censoring curve reaches zero
+                continue  # within this landmark's follow-up; the metric is unsupported there
             num, den = num + float(auc[0]) * cases, den + cases
         if den:
             out[f"auc_{h:g}d"] = num / den
