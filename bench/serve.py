@@ -28,31 +28,10 @@ import uuid
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-
-
-def scores(n: int, day: str, version: str) -> pd.DataFrame:
-    rng = np.random.default_rng(0)
-    risk = rng.random(n)
-    return pd.DataFrame(
-        {
-            "serial_number": [f"B{i:08d}" for i in range(n)],
-            "model": rng.choice(["ST4000DM000", "HGST HMS5C4040ALE640", "WDC WD30EFRX"], n),
-            "risk": risk,
-            "p_fail_30d": risk / 10,
-            "p_fail_90d": risk / 4,
-            "rank_pct": pd.Series(risk).rank(pct=True).to_numpy() * 100,
-            "model_name": "bench",
-            "model_version": version,
-            "run_id": "bench",
-            "data_date": day,
-            "scored_at": f"{day}T23:00:00+00:00",
-        }
-    )
 
 
 def wrk(
@@ -108,11 +87,12 @@ def main() -> None:
     from diskrisk.config import ServeSettings, load
     from diskrisk.sinks import HBaseSink
     from test_serve import _free_port, register_champion
+    from test_sinks import make_scores
 
     version = register_champion("coxph", seed=1)
     sink = HBaseSink()
     t0 = time.perf_counter()
-    sink.write(scores(args.drives, "2024-01-01", version))
+    sink.write(make_scores(args.drives, "2024-01-01", prefix="B", model_version=version))
     print(f"wrote {args.drives:,} scores to HBase in {time.perf_counter() - t0:.1f}s")
     s = load(ServeSettings)
     port = _free_port()
