@@ -63,7 +63,7 @@ case "${1:-master}" in
     # In a container the embedded ZooKeeper must accept the Thrift container's connections:
     # it listens on every interface of this container (the network itself is internal).
     render_conf hbase.zookeeper.property.clientPortAddress=0.0.0.0
-    java_cmd "${HBASE_MASTER_HEAP:-1g}" org.apache.hadoop.hbase.master.HMaster start
+    java_cmd "${HBASE_MASTER_HEAP:-2g}" org.apache.hadoop.hbase.master.HMaster start
     ;;
   thrift)
     : "${HBASE_THRIFT_PORT:?}" "${HBASE_THRIFT_INFO_PORT:?}"

@@ -23,6 +23,8 @@ SQL
          -v user="$user" -v db="$db" <<'SQL'
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')
 WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
+-- Only its owner may connect (PUBLIC may by default).
+SELECT format('REVOKE CONNECT ON DATABASE %I FROM PUBLIC', :'db') \gexec
 SQL
   done
 }

@@ -142,6 +142,8 @@ def postgres(e: dict[str, str]) -> Service:
                     cur.execute("SELECT 1 FROM pg_database WHERE datname=%s", (name,))
                     if not cur.fetchone():
                         cur.execute(f'CREATE DATABASE "{name}" OWNER "{user}"')
+                    # Only its owner may connect (PUBLIC may by default).
+                    cur.execute(f'REVOKE CONNECT ON DATABASE "{name}" FROM PUBLIC')
         conn.close()
 
     return Service(
@@ -260,6 +262,8 @@ def _java(conf: Path, heap: str, main: str, *args: str) -> list[str]:
         "java",
         f"-Xmx{heap}",
         "-XX:+UseG1GC",
+        # GC pauses next to the service's log: JVM pauses are what expire ZooKeeper sessions.
+        f"-Xlog:gc:file={LOGS / main.rsplit('.', 1)[-1]}-gc.log:time,uptime:filecount=2,filesize=10m",
         *JDK17_OPTS,
         f"-Dhbase.log.dir={LOGS}",
         "-Dhbase.root.logger=INFO,console",
@@ -290,7 +294,9 @@ def hbase(e: dict[str, str]) -> Service:
     conf = STATE / "hbase" / "conf"
     return Service(
         name="hbase",
-        argv=_java(conf, "1g", "org.apache.hadoop.hbase.master.HMaster", "start"),
+        # Master, region server and ZooKeeper share this heap: with 1g, writing and serving a
+        # 300k-drive day paused the JVM for 4 s at a time until ZooKeeper expired the master.
+        argv=_java(conf, "2g", "org.apache.hadoop.hbase.master.HMaster", "start"),
         prepare=lambda: _hbase_conf(e) and None,
         ready=lambda: _hbase_master_initialized(e),
         timeout=180,
