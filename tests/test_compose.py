@@ -354,6 +354,11 @@ def test_admin_credentials_reach_only_the_services_that_need_them():
     assert holders["MLFLOW_S3_SECRET_KEY"] == {"mlflow", "minio-init"}
     assert holders["AIRFLOW_ADMIN_PASSWORD"] == {"airflow-init"}
     assert holders["POSTGRES_PASSWORD"] == {"postgres"}
+    # The risk service gets only the read-only identity, never the pipeline's.
+    assert holders["DISKRISK_READER_MLFLOW_PASSWORD"] == {"risk-api", "mlflow-init"}
+    assert holders["DISKRISK_READER_S3_SECRET_KEY"] == {"risk-api", "minio-init"}
+    for pipeline_secret in ("MLFLOW_TRACKING_PASSWORD", "DISKRISK_S3_SECRET_KEY"):
+        assert "risk-api" not in holders[pipeline_secret], pipeline_secret
 
 
 def test_container_addresses_live_in_the_one_x_deployment_block():

@@ -5,8 +5,11 @@ are kept in out/browser/."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -57,9 +60,10 @@ def register_champion(family: str, seed: int) -> str:
     from diskrisk.models import make_model
     from diskrisk.pyfunc import pyfunc_kwargs
     from diskrisk.registry import CHAMPION, Registry
+    from diskrisk.tracking import set_shared_experiment
 
     registry = Registry.connect()
-    mlflow.set_experiment(registry.name)
+    set_shared_experiment(registry.name)
     train = make_frame(1500, seed=seed)
     model = make_model(family).fit(train)
     with mlflow.start_run():
@@ -73,11 +77,9 @@ def register_champion(family: str, seed: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def served(isolated) -> Iterator[dict]:
-    import uvicorn
-
-    from diskrisk.config import ServeSettings
-    from diskrisk.serve import create_app
+def served(isolated, tmp_path_factory) -> Iterator[dict]:
+    """`diskrisk serve` in its own process, as the deployments run it: with the read-only
+    reader identity (DISKRISK_READER_*), on a free loopback port."""
     from diskrisk.sinks import HBaseSink
 
     version = register_champion("coxph", seed=1)
@@ -85,31 +87,42 @@ def served(isolated) -> Iterator[dict]:
     scores = make_scores(3_000, "2013-04-10", model_version=version)
     sink.write(make_scores(3_000, "2013-04-09", model_version=version, seed=3))
     sink.write(scores)
-    port = _free_port()
-    settings = ServeSettings(
-        DISKRISK_SERVE_URL=f"http://127.0.0.1:{port}",
-        DISKRISK_SERVE_USERNAME="operator",
-        DISKRISK_SERVE_PASSWORD="serve-test-password",
-        DISKRISK_SERVE_POLL_SECONDS=0.5,
-        DISKRISK_SERVE_MAX_BODY_BYTES=400_000,
-    )
-    app = create_app(settings, sink)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.1)
+    base = f"http://127.0.0.1:{_free_port()}"
+    env = {
+        **os.environ,
+        "DISKRISK_SERVE_URL": base,
+        "DISKRISK_SERVE_USERNAME": "operator",
+        "DISKRISK_SERVE_PASSWORD": "serve-test-password",
+        "DISKRISK_SERVE_POLL_SECONDS": "0.5",
+        "DISKRISK_SERVE_MAX_BODY_BYTES": "400000",
+    }
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("diskrisk")), "serve"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 90
+    while not _answers(f"{base}/livez"):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.3)
     client = httpx.Client(base_url=base, auth=("operator", "serve-test-password"), timeout=30)
     try:
-        yield {"client": client, "base": base, "version": version, "scores": scores}
+        yield {"client": client, "base": base, "version": version, "scores": scores, "log": log}
     finally:
         client.close()
-        server.should_exit = True
-        thread.join(30)
+        proc.terminate()
+        proc.wait(30)
         sink.drop_tables()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def test_probes_and_auth(served):
@@ -271,6 +284,45 @@ def test_page_loads_fills_the_table_and_charts_a_drive(served, fleet_curves):
         page.screenshot(path=str(OUT / "filtered.png"), full_page=True)
         browser.close()
     assert errors == []
+
+
+def test_the_service_identity_loads_the_champion_and_changes_nothing(served):
+    """The reader identity the service runs as loads the champion (READ on the model and its
+    experiment, shared by the pipeline) and is refused every write to the registry."""
+    from mlflow.exceptions import MlflowException
+
+    from diskrisk.config import ReaderSettings, cached, load
+    from diskrisk.registry import CHAMPION, Registry
+
+    mp = pytest.MonkeyPatch()
+    for key, value in load(ReaderSettings).as_client_environment().items():
+        mp.setenv(key, value)
+    cached.cache_clear()
+    try:
+        registry = Registry.connect()
+        champion = registry.require(CHAMPION)
+        assert registry.load(champion).version.version == champion.version
+        mlflow = registry.client
+        experiment = mlflow.get_experiment_by_name(registry.name).experiment_id
+        writes = {
+            "move the alias": lambda: mlflow.set_registered_model_alias(
+                registry.name, CHAMPION, champion.version
+            ),
+            "tag a version": lambda: mlflow.set_model_version_tag(
+                registry.name, champion.version, "promotion.reason", "reader"
+            ),
+            "drop the alias": lambda: mlflow.delete_registered_model_alias(registry.name, CHAMPION),
+            "start a run": lambda: mlflow.create_run(experiment),
+            "delete the model": lambda: mlflow.delete_registered_model(registry.name),
+        }
+        for what, write in writes.items():
+            with pytest.raises(MlflowException, match=r"403|[Pp]ermission denied"):
+                write()
+                pytest.fail(f"the reader could {what}")
+    finally:
+        mp.undo()
+        cached.cache_clear()
+    assert Registry.connect().require(CHAMPION).version == champion.version
 
 
 def test_a_moved_alias_is_served_without_a_failed_request(served):

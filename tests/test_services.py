@@ -1,12 +1,20 @@
-"""The local stack's real services answer, with credentials, and refuse without them."""
+"""The local stack's real services answer, with credentials, and refuse without them; each
+identity can do its job and is refused the rest (S3 users confined to their bucket, the reader
+to reading it; a PostgreSQL role refused on the other application's database; HBase's
+unauthenticated Thrift gateway reachable only on loopback). The reader's MLflow refusals are in
+test_serve, beside the service that runs as it."""
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import subprocess
 import uuid
+from collections.abc import Callable
 
 import boto3
 import happybase
+import psutil
 import pytest
 import requests
 from botocore import UNSIGNED
@@ -54,14 +62,46 @@ def test_s3_anonymous_requests_are_refused(stack_env):
         assert err.value.response["Error"]["Code"] in {"AccessDenied", "403"}
 
 
-def test_s3_pipeline_identity_is_confined_to_its_bucket(stack_env):
-    cfg = load(S3Settings)
-    c = s3.client(cfg)
+def _s3(e: dict[str, str], identity: str):  # type: ignore[no-untyped-def]
+    return boto3.client(
+        "s3",
+        endpoint_url=e["S3_ENDPOINT_URL"],
+        region_name=e["S3_REGION"],
+        aws_access_key_id=e[f"{identity}_ACCESS_KEY"],
+        aws_secret_access_key=e[f"{identity}_SECRET_KEY"],
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+
+
+def _refused(what: str, call: Callable[[], object]) -> None:
     with pytest.raises(ClientError) as err:
-        c.list_objects_v2(Bucket=stack_env["MLFLOW_ARTIFACTS_BUCKET"])
-    assert err.value.response["Error"]["Code"] == "AccessDenied"
-    with pytest.raises(ClientError):
-        c.create_bucket(Bucket=f"rogue-{uuid.uuid4().hex[:8]}")
+        call()
+        pytest.fail(f"allowed: {what}")
+    assert err.value.response["Error"]["Code"] == "AccessDenied", (what, err.value.response)
+
+
+def test_s3_users_are_confined_to_their_bucket(stack_env):
+    e = stack_env
+    lake, artifacts = e["DISKRISK_BUCKET"], e["MLFLOW_ARTIFACTS_BUCKET"]
+    pipeline, mlflow, reader = (
+        _s3(e, "DISKRISK_S3"),
+        _s3(e, "MLFLOW_S3"),
+        _s3(e, "DISKRISK_READER_S3"),
+    )
+    key = f"identity-test/{uuid.uuid4().hex}.txt"
+    pipeline.put_object(Bucket=lake, Key=key, Body=b"lake")
+    try:
+        assert reader.get_object(Bucket=lake, Key=key)["Body"].read() == b"lake"
+        assert reader.list_objects_v2(Bucket=lake, Prefix=key)["KeyCount"] == 1
+        _refused("reader writes the lake", lambda: reader.put_object(Bucket=lake, Key=key))
+        _refused("reader deletes", lambda: reader.delete_object(Bucket=lake, Key=key))
+        _refused("reader lists artifacts", lambda: reader.list_objects_v2(Bucket=artifacts))
+        _refused("MLflow reads the lake", lambda: mlflow.get_object(Bucket=lake, Key=key))
+        _refused("MLflow writes the lake", lambda: mlflow.put_object(Bucket=lake, Key=key))
+        _refused("pipeline lists artifacts", lambda: pipeline.list_objects_v2(Bucket=artifacts))
+        _refused("pipeline makes a bucket", lambda: pipeline.create_bucket(Bucket="x-" + key[-8:]))
+    finally:
+        pipeline.delete_object(Bucket=lake, Key=key)
 
 
 def test_s3_wrong_secret_is_refused(stack_env):
@@ -99,6 +139,30 @@ def test_hbase_create_put_scan(stack_env):
         if name.encode() in conn.tables():
             conn.delete_table(name, disable=True)
         conn.close()
+
+
+def test_the_thrift_gateway_listens_on_loopback_only(stack_env):
+    """It has no authentication, so nothing but this machine may reach it."""
+    port = int(stack_env["HBASE_THRIFT_PORT"])
+    listening = [
+        c.laddr.ip
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    ]
+    assert listening, f"nothing listens on the Thrift port {port}"
+    assert all(_loopback(ip) for ip in listening), listening
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family == socket.AF_INET and not _loopback(a.address):
+                with pytest.raises(OSError), socket.create_connection((a.address, port), 3):
+                    pass
+
+
+def _loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped  # Java listens as ::ffff:127.0.0.1
+    return address.is_loopback
 
 
 # --- MLflow with basic auth --------------------------------------------------------------------------
@@ -198,6 +262,27 @@ def test_postgres_refuses_wrong_password(stack_env):
             dbname=e["AIRFLOW_DB_NAME"],
             connect_timeout=5,
         )
+
+
+@pytest.mark.parametrize(("role", "other"), [("MLFLOW", "AIRFLOW"), ("AIRFLOW", "MLFLOW")])
+def test_a_database_role_is_refused_on_the_other_applications_database(stack_env, role, other):
+    import psycopg2
+
+    e = stack_env
+
+    def connect(dbname: str):  # type: ignore[no-untyped-def]
+        return psycopg2.connect(
+            host=e["POSTGRES_HOST"],
+            port=int(e["POSTGRES_PORT"]),
+            user=e[f"{role}_DB_USER"],
+            password=e[f"{role}_DB_PASSWORD"],
+            dbname=dbname,
+            connect_timeout=10,
+        )
+
+    connect(e[f"{role}_DB_NAME"]).close()
+    with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
+        connect(e[f"{other}_DB_NAME"]).close()
 
 
 # --- Airflow ------------------------------------------------------------------------------------------

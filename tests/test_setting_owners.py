@@ -226,6 +226,7 @@ def readers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[C
         MlflowAdminSettings,
         MlflowSettings,
         PipelineSettings,
+        ReaderSettings,
         S3AdminSettings,
         S3Settings,
         ServeSettings,
@@ -362,12 +363,36 @@ def readers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[C
         "DISKRISK_DOWNLOAD_TIMEOUT_S": [group(PipelineSettings, "download_timeout_s")],
         "DISKRISK_DOWNLOAD_ATTEMPTS": [group(PipelineSettings, "download_attempts")],
         # Optional knobs
-        "DISKRISK_MODEL_NAME": [group(MlflowSettings, "model_name")],
-        "DISKRISK_EXPERIMENT": [group(MlflowSettings, "experiment"), drift_experiment],
+        "DISKRISK_MODEL_NAME": [
+            group(MlflowSettings, "model_name"),
+            group(MlflowAdminSettings, "model_name"),
+        ],
+        "DISKRISK_EXPERIMENT": [
+            group(MlflowSettings, "experiment"),
+            group(MlflowAdminSettings, "experiment"),
+            drift_experiment,
+        ],
         "DISKRISK_HBASE_BATCH_SIZE": [group(HBaseSettings, "batch_size")],
         "DISKRISK_GIT_REVISION": [git_revision],
         # Risk service
         "DISKRISK_SERVE_URL": [group(ServeSettings, "url")],
+        "DISKRISK_READER_MLFLOW_USERNAME": [
+            group(ReaderSettings, "mlflow_username"),
+            group(MlflowAdminSettings, "reader_username"),
+            group(MlflowSettings, "reader_username"),
+        ],
+        "DISKRISK_READER_MLFLOW_PASSWORD": [
+            group(ReaderSettings, "mlflow_password"),
+            group(MlflowAdminSettings, "reader_password"),
+        ],
+        "DISKRISK_READER_S3_ACCESS_KEY": [
+            group(ReaderSettings, "s3_access_key"),
+            group(S3AdminSettings, "reader_access_key"),
+        ],
+        "DISKRISK_READER_S3_SECRET_KEY": [
+            group(ReaderSettings, "s3_secret_key"),
+            group(S3AdminSettings, "reader_secret_key"),
+        ],
         **{
             f"DISKRISK_SERVE_{f.upper()}": [group(ServeSettings, f)]
             for f in (

@@ -318,12 +318,15 @@ def trigger(
 def serve(
     workers: int = typer.Option(1, min=1, help="uvicorn worker processes"),
 ) -> None:
-    """The risk API and operator page on DISKRISK_SERVE_URL (HBase scores, champion by alias)."""
+    """The risk API and operator page on DISKRISK_SERVE_URL (HBase scores, champion by alias),
+    as the read-only identity DISKRISK_READER_* (it can load the champion, change nothing)."""
     import uvicorn
 
     from diskrisk.config import ServeSettings, host_port, load
+    from diskrisk.serve import run_as_reader
 
     host, port = host_port(load(ServeSettings).url)
+    run_as_reader()
     uvicorn.run(
         "diskrisk.serve:create_app",
         factory=True,

@@ -81,6 +81,8 @@ class S3AdminSettings(_Base):
     pipeline_secret_key: SecretStr = Field(alias="DISKRISK_S3_SECRET_KEY", min_length=8)
     mlflow_access_key: SecretStr = Field(alias="MLFLOW_S3_ACCESS_KEY", min_length=3)
     mlflow_secret_key: SecretStr = Field(alias="MLFLOW_S3_SECRET_KEY", min_length=8)
+    reader_access_key: SecretStr = Field(alias="DISKRISK_READER_S3_ACCESS_KEY", min_length=3)
+    reader_secret_key: SecretStr = Field(alias="DISKRISK_READER_S3_SECRET_KEY", min_length=8)
 
 
 class MlflowSettings(_Base):
@@ -91,6 +93,8 @@ class MlflowSettings(_Base):
     password: SecretStr = Field(alias="MLFLOW_TRACKING_PASSWORD", min_length=8)
     model_name: str = Field(default="diskrisk-failure-risk", alias="DISKRISK_MODEL_NAME")
     experiment: str = Field(default="diskrisk", alias="DISKRISK_EXPERIMENT")
+    # Who the pipeline shares what it creates with (READ on the model and its experiments).
+    reader_username: str = Field(default="", alias="DISKRISK_READER_MLFLOW_USERNAME")
 
 
 class MlflowAdminSettings(_Base):
@@ -99,6 +103,10 @@ class MlflowAdminSettings(_Base):
     admin_password: SecretStr = Field(alias="MLFLOW_AUTH_ADMIN_PASSWORD", min_length=8)
     pipeline_username: str = Field(alias="MLFLOW_TRACKING_USERNAME", min_length=1)
     pipeline_password: SecretStr = Field(alias="MLFLOW_TRACKING_PASSWORD", min_length=8)
+    reader_username: str = Field(alias="DISKRISK_READER_MLFLOW_USERNAME", min_length=1)
+    reader_password: SecretStr = Field(alias="DISKRISK_READER_MLFLOW_PASSWORD", min_length=8)
+    model_name: str = Field(default="diskrisk-failure-risk", alias="DISKRISK_MODEL_NAME")
+    experiment: str = Field(default="diskrisk", alias="DISKRISK_EXPERIMENT")
 
 
 class AirflowSettings(_Base):
@@ -155,6 +163,27 @@ class ServeSettings(_Base):
     )
     mlflow_ui_url: str = Field(default="", alias="DISKRISK_SERVE_MLFLOW_UI_URL")
     airflow_ui_url: str = Field(default="", alias="DISKRISK_SERVE_AIRFLOW_UI_URL")
+
+
+class ReaderSettings(_Base):
+    """The read-only identity of whoever consumes the results (the risk service): READ on the
+    registered model and the experiments the pipeline shares with it, GET/LIST on the lake
+    bucket. Provisioned by ``diskrisk init``; HBase's Thrift gateway has no identities."""
+
+    mlflow_username: str = Field(alias="DISKRISK_READER_MLFLOW_USERNAME", min_length=1)
+    mlflow_password: SecretStr = Field(alias="DISKRISK_READER_MLFLOW_PASSWORD", min_length=8)
+    s3_access_key: SecretStr = Field(alias="DISKRISK_READER_S3_ACCESS_KEY", min_length=3)
+    s3_secret_key: SecretStr = Field(alias="DISKRISK_READER_S3_SECRET_KEY", min_length=8)
+
+    def as_client_environment(self) -> dict[str, str]:
+        """The client variables (the mlflow client's, the pipeline's S3 ones) set to this
+        identity: a process that exports them can read results and change nothing."""
+        return {
+            "MLFLOW_TRACKING_USERNAME": self.mlflow_username,
+            "MLFLOW_TRACKING_PASSWORD": self.mlflow_password.get_secret_value(),
+            "DISKRISK_S3_ACCESS_KEY": self.s3_access_key.get_secret_value(),
+            "DISKRISK_S3_SECRET_KEY": self.s3_secret_key.get_secret_value(),
+        }
 
 
 class ProvenanceSettings(_Base):

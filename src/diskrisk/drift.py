@@ -190,7 +190,7 @@ def check_champion(day: str, prefix: str = "") -> dict[str, Any]:
     from diskrisk.dataset import version_table
     from diskrisk.registry import CHAMPION, Registry
     from diskrisk.survival import snapshot_features
-    from diskrisk.tracking import drift_experiment
+    from diskrisk.tracking import drift_experiment, set_shared_experiment
 
     version = Registry.connect().version(CHAMPION)
     if version is None:
@@ -207,7 +207,7 @@ def check_champion(day: str, prefix: str = "") -> dict[str, Any]:
             key, path.read_bytes(), "text/html" if kind == "html" else "application/json"
         )
         keys[kind] = s3.uri(key)
-    mlflow.set_experiment(drift_experiment())
+    set_shared_experiment(drift_experiment())
     with mlflow.start_run(run_name=f"drift-{day}") as run:
         mlflow.set_tags(
             {

@@ -36,14 +36,21 @@ _OBJECT_ACTIONS = [
 ]
 
 
-def bucket_policy(bucket: str) -> dict[str, Any]:
+# What the reader identity (the risk service) may do: read the lake bucket, nothing else.
+_READ_BUCKET_ACTIONS = ["s3:GetBucketLocation", "s3:ListBucket"]
+_READ_OBJECT_ACTIONS = ["s3:GetObject"]
+
+
+def bucket_policy(bucket: str, *, read_only: bool = False) -> dict[str, Any]:
+    bucket_actions = _READ_BUCKET_ACTIONS if read_only else _BUCKET_ACTIONS
+    object_actions = _READ_OBJECT_ACTIONS if read_only else _OBJECT_ACTIONS
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Action": _BUCKET_ACTIONS, "Resource": [f"arn:aws:s3:::{bucket}"]},
+            {"Effect": "Allow", "Action": bucket_actions, "Resource": [f"arn:aws:s3:::{bucket}"]},
             {
                 "Effect": "Allow",
-                "Action": _OBJECT_ACTIONS,
+                "Action": object_actions,
                 "Resource": [f"arn:aws:s3:::{bucket}/*"],
             },
         ],
@@ -89,26 +96,28 @@ def provision_s3(s: S3AdminSettings | None = None) -> dict[str, str]:
         region=s.region,
     )
     identities = [
-        ("diskrisk-pipeline", s.bucket, s.pipeline_access_key, s.pipeline_secret_key),
-        ("diskrisk-mlflow", s.mlflow_bucket, s.mlflow_access_key, s.mlflow_secret_key),
+        ("diskrisk-pipeline", s.bucket, s.pipeline_access_key, s.pipeline_secret_key, False),
+        ("diskrisk-mlflow", s.mlflow_bucket, s.mlflow_access_key, s.mlflow_secret_key, False),
+        ("diskrisk-reader", s.bucket, s.reader_access_key, s.reader_secret_key, True),
     ]
-    for policy, bucket, key, secret in identities:
-        admin.policy_add(policy, policy=bucket_policy(bucket))
+    for policy, bucket, key, secret, read_only in identities:
+        admin.policy_add(policy, policy=bucket_policy(bucket, read_only=read_only))
         admin.user_add(key.get_secret_value(), secret.get_secret_value())
         try:
             admin.attach_policy([policy], user=key.get_secret_value())
         except MinioAdminException as exc:  # already attached: nothing to do
             if "already" not in str(exc).lower():
                 raise
-        done[policy] = f"user with access to {bucket} only"
+        access = "read-only access" if read_only else "access"
+        done[policy] = f"user with {access} to {bucket} only"
     return done
 
 
 def provision_mlflow(s: MlflowAdminSettings | None = None) -> dict[str, str]:
-    """The pipeline's MLflow user; it owns (MANAGE) what it creates and sees nothing else."""
+    """The pipeline's MLflow user, which owns (MANAGE) what it creates and sees nothing else,
+    and the reader, which sees only what the pipeline shares with it (READ)."""
     import os
 
-    from mlflow.exceptions import MlflowException
     from mlflow.server.auth.client import AuthServiceClient
 
     s = s or load(MlflowAdminSettings)
@@ -117,19 +126,57 @@ def provision_mlflow(s: MlflowAdminSettings | None = None) -> dict[str, str]:
     os.environ["MLFLOW_TRACKING_PASSWORD"] = s.admin_password.get_secret_value()
     try:
         client = AuthServiceClient(str(s.tracking_uri).rstrip("/"))
-        password = s.pipeline_password.get_secret_value()
-        try:
-            client.create_user(s.pipeline_username, password)
-            state = "created"
-        except MlflowException as exc:
-            if "already exists" not in str(exc).lower():
-                raise
-            client.update_user_password(s.pipeline_username, password)
-            state = "exists (password synced)"
+        done = {
+            name: _mlflow_user(client, name, password.get_secret_value())
+            for name, password in (
+                (s.pipeline_username, s.pipeline_password),
+                (s.reader_username, s.reader_password),
+            )
+        }
+        return done | _share_existing(client, s)
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    return {s.pipeline_username: state}
+
+
+def _share_existing(auth: Any, s: MlflowAdminSettings) -> dict[str, str]:
+    """READ for the reader on what the pipeline created before the reader existed (the
+    pipeline shares what it creates from then on)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from diskrisk.tracking import DRIFT_SUFFIX
+
+    client = MlflowClient(str(s.tracking_uri).rstrip("/"))
+    found: list[tuple[str, str, str]] = []
+    for name in (s.experiment, f"{s.experiment}{DRIFT_SUFFIX}"):
+        if experiment := client.get_experiment_by_name(name):
+            found.append((f"experiment {name}", "experiment", experiment.experiment_id))
+    if client.search_registered_models(filter_string=f"name = '{s.model_name}'"):
+        found.append((f"model {s.model_name}", "registered_model", s.model_name))
+    done = {}
+    for label, kind, resource in found:
+        try:
+            auth.grant_user_permission(s.reader_username, kind, resource, "READ")
+            done[label] = f"shared with {s.reader_username}"
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            done[label] = f"already shared with {s.reader_username}"
+    return done
+
+
+def _mlflow_user(client: Any, name: str, password: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_user(name, password)
+        return "created"
+    except MlflowException as exc:
+        if "already exists" not in str(exc).lower():
+            raise
+        client.update_user_password(name, password)
+        return "exists (password synced)"

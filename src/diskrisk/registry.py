@@ -129,7 +129,11 @@ def register(client: MlflowClient, name: str, model_uri: str, tags: dict[str, st
     ``challenger`` only when the promotion rule judges it (the best of its batch)."""
     import mlflow
 
-    return mlflow.register_model(model_uri, name, tags=tags)
+    from diskrisk.tracking import share_with_reader
+
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    share_with_reader("registered_model", name)
+    return version
 
 
 def apply(client: MlflowClient, name: str, version: str, decision: Decision) -> None:

@@ -14,6 +14,7 @@ version it used (``X-Model-Version``).
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
+from cachetools import LRUCache
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
@@ -49,6 +51,7 @@ from diskrisk.sinks import HBaseSink
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).with_name("serve_page.html")
 MARKER_TTL_S = 5.0
+RANKED_PAGES = 256
 
 
 # --- the champion, following its alias -------------------------------------------------------------
@@ -98,6 +101,12 @@ class ChampionWatcher:
         loaded = Champion(self.registry.load(version), model_card(version))
         self.drift = _drift_verdict()
         self.current = loaded  # one reference assignment: readers see old or new, whole
+        # The model and the libraries stay until the next swap: keep them out of the
+        # collector's full passes, which otherwise stall requests for 100+ ms (unfreeze first,
+        # so the replaced model's cycles are collected once).
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
         self.metrics.reloads.inc()
         self.metrics.version.set(float(loaded.version))
         log.info("serving champion version %s", loaded.version)
@@ -113,7 +122,8 @@ class ChampionWatcher:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.refresh()
+                if not self.refresh():
+                    self.drift = _drift_verdict()  # a drift check runs every day
             except Exception:  # the registry may be down: keep serving what is loaded
                 self.metrics.registry_errors.inc()
                 log.exception("champion refresh failed; still serving %s", self._served())
@@ -153,6 +163,17 @@ class Metrics:
         self.registry_errors = Counter(
             "diskrisk_serve_registry_errors", "Failed alias polls", registry=r
         )
+
+
+def run_as_reader() -> None:
+    """Replace this process's client identities (and its workers', which inherit the
+    environment) with the read-only reader's before any client exists."""
+    import os
+
+    from diskrisk.config import ReaderSettings, cached
+
+    os.environ.update(load(ReaderSettings).as_client_environment())
+    cached.cache_clear()
 
 
 # --- the app ---------------------------------------------------------------------------------------
@@ -221,6 +242,8 @@ class Service:
     ) -> None:
         self.watcher, self.sink, self.metrics, self.settings = watcher, sink, metrics, settings
         self._newest: tuple[float, dict[str, Any] | None] = (0.0, None)
+        self._pages: LRUCache[tuple[Any, ...], list[dict[str, Any]]] = LRUCache(RANKED_PAGES)
+        self._pages_lock = threading.Lock()
 
     def champion(self) -> Champion:
         current = self.watcher.current
@@ -239,6 +262,27 @@ class Service:
             marker = self.sink.completed(latest) if latest else None
             self._newest = (time.monotonic(), marker)
         return marker
+
+    def ranked(self, marker: dict[str, Any] | None, **query: Any) -> list[dict[str, Any]]:
+        """A page of a day's ranking. A completed day's ranking never changes (its rows are
+        written before its marker, and a rewrite writes a new marker), so pages are kept per
+        marker: the operator page's default views cost no HBase read after the first."""
+        if not marker:
+            return []
+        key = (
+            marker["data_date"],
+            marker["model_version"],
+            marker.get("finished_at"),
+            *sorted(query.items()),
+        )
+        with self._pages_lock:
+            rows = self._pages.get(key)
+        if rows is None:
+            keep = _row_filter(query.pop("vendor"), query.pop("model"))
+            rows = self.hbase(self.sink.ranked_records, marker, keep=keep, **query)
+            with self._pages_lock:
+                self._pages[key] = rows
+        return rows
 
     def hbase(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -301,14 +345,13 @@ def _reads(app: FastAPI, svc: Service, auth: Any) -> None:
         min_risk: float | None = None,
         day: date | None = None,
     ) -> dict[str, Any]:
-        keep = _row_filter(vendor, model)
         marker = svc.hbase(svc.marker_of, day)
-        rows = svc.hbase(
-            svc.sink.ranked_records,
+        rows = svc.ranked(
             marker,
             limit=top,
             offset=(page - 1) * top,
-            keep=keep,
+            vendor=vendor,
+            model=model,
             min_risk=min_risk,
         )
         svc.metrics.scores.inc(len(rows))

@@ -729,10 +729,13 @@ class HBaseSink:
         if not marker or limit <= 0:
             return []
         start = f"{marker['data_date']}{KEY_SEP}{marker['model_version']}{KEY_SEP}"
+        first = 0
+        if keep is None:  # keys are positions: an unfiltered page starts at its own row
+            first, offset = offset, 0
         rows: list[dict[str, Any]] = []
         with self._reading() as conn, _absent_is_empty():
             scan = conn.table(RANK).scan(
-                row_start=f"{start}{0:07d}".encode(),
+                row_start=f"{start}{first:07d}".encode(),
                 row_stop=f"{start}{marker['rows']:07d}".encode(),
                 batch_size=min(max(limit + offset, 100), 5000),
             )

@@ -33,6 +33,7 @@ from diskrisk.evaluate import (
 from diskrisk.models import RiskModel, make_model, warm_start
 from diskrisk.pyfunc import HORIZONS, pyfunc_kwargs
 from diskrisk.registry import CHAMPION, Registry
+from diskrisk.tracking import set_shared_experiment
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def _track(
     """One MLflow run for the challenger, then its registered version with the model card."""
     metrics = oot_metrics(pred, ref, t)
     registry = Registry.connect()
-    mlflow.set_experiment(cached(MlflowSettings).experiment)
+    set_shared_experiment(cached(MlflowSettings).experiment)
     with mlflow.start_run(run_name=f"{model.family}-{ref.cutoff}") as run:
         mlflow.set_tags(run_tags(model, ref, parent))
         mlflow.log_params({k: _short(v) for k, v in model.params.items()})
