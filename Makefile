@@ -4,7 +4,7 @@ VENV  := .venv/bin
 PYTEST_ARGS ?=
 
 .PHONY: setup env up down status logs test test-stack test-deploy check test-unit test-integration lint format typecheck \
-        demo lock bench-ingest clean-stack
+        demo lock bench-ingest soak clean-stack
 
 setup:                ## install system packages, the pinned virtualenv, HBase jars, MinIO
 	scripts/bootstrap
@@ -66,6 +66,10 @@ lock:                 ## re-pin requirements.txt from the current virtualenv
 
 bench-ingest: up
 	$(VENV)/python bench/ingest.py
+
+soak: up              ## 60 daily intervals backfilled through the running scheduler (test_soak; CI runs 5)
+	DISKRISK_SOAK_INTERVALS=$${DISKRISK_SOAK_INTERVALS:-60} DISKRISK_REQUIRE_INTEGRATION=1 \
+	  $(VENV)/pytest -s tests/test_soak.py $(PYTEST_ARGS)
 
 clean-stack: down     ## forget all local data (buckets, databases, HBase tables)
 	rm -rf .stack

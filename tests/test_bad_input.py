@@ -134,6 +134,36 @@ def test_a_zip_with_a_csv_that_is_not_a_day_lands_its_days(tmp_path):
         assert [(d.day, d.name) for d in days] == [(date(2013, 4, 10), "2013-04-10.csv")]
 
 
+@pytest.mark.integration
+def test_a_day_twice_in_one_source_or_from_the_future_is_not_collected(stack_env, tmp_path):
+    """Into the real S3 of the local stack: the same bytes twice are one day; two different
+    files for one day are both refused (neither can be told to be right); a future day is
+    refused before it reaches raw/. Each refusal has its record; the other days land."""
+    import uuid
+
+    from diskrisk import ingest, layout, s3
+
+    prefix = f"dup{uuid.uuid4().hex[:8]}/"
+    later = [r.replace("2013-04-10", "2013-04-11") for r in ROWS]
+    z = tmp_path / "q.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("a/2013-04-10.csv", day_csv("2013-04-10", ROWS))
+        zf.writestr("b/2013-04-10.csv", day_csv("2013-04-10", ROWS))  # same bytes
+        zf.writestr("a/2013-04-11.csv", day_csv("2013-04-11", later))
+        zf.writestr("b/2013-04-11.csv", day_csv("2013-04-11", later[:2]))  # different
+        zf.writestr("2099-01-01.csv", day_csv("2099-01-01", ROWS))
+    summary = ingest.collect(z, prefix=prefix, latest=date(2026, 11, 24))
+    assert [d.day for d in summary.days] == [date(2013, 4, 10)]
+    kinds = {e.file: e.kind for e in summary.errors}
+    assert kinds == {"2013-04-11.csv": "duplicate_day", "2099-01-01.csv": "future_day"}
+    assert "q.zip!a/2013-04-11.csv, q.zip!b/2013-04-11.csv" in str(summary.errors[0])
+    assert s3.head(layout.raw(date(2013, 4, 10), prefix)) is not None
+    for refused in (date(2013, 4, 11), date(2099, 1, 1)):
+        assert s3.head(layout.raw(refused, prefix)) is None
+        record = s3.get_json(layout.file_record(f"{refused.isoformat()}.csv", prefix))
+        assert record["kind"] in {"duplicate_day", "future_day"}, record
+
+
 # --- URL sources, from a real HTTP server on loopback ------------------------------------------
 BODY = day_csv("2013-04-10", ROWS)
 

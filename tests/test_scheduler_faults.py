@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import shutil
 import threading
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from test_scheduler_runs import _drop_tables
+from scheduled import in_env_file, isolation, wait_for_task
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DAYS, START = 12, date(2024, 3, 1)
@@ -54,8 +53,6 @@ def webhook() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def setup(stack_env, webhook, tmp_path_factory) -> Iterator[dict]:
-    from dotenv import set_key
-
     from diskrisk import synth
     from diskrisk.airflow_api import AirflowClient
     from diskrisk.cli_pipeline import ready_dag
@@ -65,48 +62,21 @@ def setup(stack_env, webhook, tmp_path_factory) -> Iterator[dict]:
     staged = tmp_path_factory.mktemp("staged")
     paths = synth.write_days(staged, "2013", 1500, DAYS, START, 5)
     source = tmp_path_factory.mktemp("src") / "days"  # created by the tests, not yet
-    tag = f"fault{uuid.uuid4().hex[:8]}"
     settings = {
         "BACKBLAZE_SOURCE": str(source),
-        "DISKRISK_LAKE_PREFIX": f"{tag}/",
-        "DISKRISK_MODEL_NAME": f"{tag}-risk",
-        "DISKRISK_EXPERIMENT": tag,
-        "DISKRISK_HBASE_NAMESPACE": tag,
+        **isolation(f"fault{uuid.uuid4().hex[:8]}"),
         "DISKRISK_ALERT_WEBHOOK": webhook,
         "DISKRISK_PROMOTION_MIN_EVENTS": "1",
         "DISKRISK_TRAIN_N_BOOTSTRAP": "20",
     }
-    env_file = Path(os.environ["DISKRISK_ENV_FILE"])
-    original = env_file.read_bytes()
-    try:
-        for key, value in settings.items():
-            set_key(env_file, key, value, quote_mode="never")
+    with in_env_file(settings):
         yield {"client": client, "source": source, "paths": paths, **settings}
-    finally:
-        env_file.write_bytes(original)
-        _drop_tables(settings)
 
 
 def _provide(source: Path, paths: list[Path]) -> None:
     source.mkdir(parents=True, exist_ok=True)
     for p in paths:
         shutil.copy(p, source / p.name)
-
-
-def _wait_for(client, run_id: str, task: str, state: str, timeout: float = RUN_TIMEOUT) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        tis = {t["task_id"]: t for t in client.task_instances(run_id)}
-        ti = tis.get(task, {})
-        if ti.get("state") == state:
-            return ti
-        run = client.run(run_id)
-        assert run["state"] not in {"success", "failed"} or state in {"failed"}, (
-            f"run {run['state']} while waiting for {task} to be {state}: "
-            f"{ {k: v.get('state') for k, v in tis.items()} }"
-        )
-        assert time.monotonic() < deadline, f"{task} never {state}: {ti}"
-        time.sleep(2)
 
 
 def _conf(paths: list[Path], lo: int, hi: int) -> dict:
@@ -117,7 +87,7 @@ def test_a_task_that_fails_once_is_retried_by_the_scheduler(setup):
     client = setup["client"]
     run = client.trigger(_conf(setup["paths"], 0, DAYS - 3))
     rid = run["dag_run_id"]
-    _wait_for(client, rid, "collect", "up_for_retry")  # no source folder yet
+    wait_for_task(client, rid, "collect", {"up_for_retry"}, RUN_TIMEOUT)  # no source yet
     _provide(setup["source"], setup["paths"][: DAYS - 2])
     final = client.wait(rid, timeout=RUN_TIMEOUT)
     tis = {t["task_id"]: t for t in client.task_instances(rid)}

@@ -10,11 +10,12 @@ the one remaining day, a third run finds nothing new and is skipped.
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
 import pytest
+
+from scheduled import in_env_file, in_process, isolation
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,11 +40,8 @@ def client(stack_env):
 def isolated(client, backblaze_dir, tmp_path_factory):
     """A source of the first DAYS real days (symlinks: read in place) and isolation settings,
     written into `.env` only; `.env` is restored byte for byte afterwards."""
-    from dotenv import set_key
-
     from localstack.proc import RUN
 
-    env_file = Path(os.environ["DISKRISK_ENV_FILE"])
     pid = int((RUN / "airflow-scheduler.pid").read_text())
     scheduler_env = {
         line.split("=", 1)[0]
@@ -60,51 +58,19 @@ def isolated(client, backblaze_dir, tmp_path_factory):
     tag = f"sched{uuid.uuid4().hex[:8]}"
     settings = {
         "BACKBLAZE_SOURCE": str(source),
-        "DISKRISK_LAKE_PREFIX": f"{tag}/",
-        "DISKRISK_MODEL_NAME": f"{tag}-risk",
-        "DISKRISK_EXPERIMENT": tag,
-        "DISKRISK_HBASE_NAMESPACE": tag,
+        **isolation(tag),
         # a short window leaves a small holdout: let the first challenger become champion
         "DISKRISK_PROMOTION_MIN_EVENTS": "1",
     }
-    original = env_file.read_bytes()
-    try:
-        for key, value in settings.items():
-            set_key(env_file, key, value, quote_mode="never")
+    with in_env_file(settings):
         yield {"tag": tag, "source": str(source), "days": [d.stem for d in days], **settings}
-    finally:
-        env_file.write_bytes(original)
-        _drop_tables(settings)
-
-
-def _drop_tables(settings: dict[str, str]) -> None:
-    from diskrisk import config
-    from diskrisk.sinks import HBaseSink
-
-    saved = {k: os.environ.get(k) for k in settings}
-    os.environ.update(settings)
-    try:
-        config.cached.cache_clear()
-        HBaseSink().drop_tables()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        config.cached.cache_clear()
 
 
 @pytest.fixture
-def same_settings(isolated, monkeypatch):
+def same_settings(isolated):
     """This process sees what the tasks saw."""
-    from diskrisk import config
-
-    for key in ("DISKRISK_LAKE_PREFIX", "DISKRISK_MODEL_NAME", "DISKRISK_HBASE_NAMESPACE"):
-        monkeypatch.setenv(key, isolated[key])
-    config.cached.cache_clear()
-    yield isolated
-    config.cached.cache_clear()
+    with in_process(isolation(isolated["tag"])):
+        yield isolated
 
 
 def _run(client, conf: dict) -> tuple[dict, dict[str, str]]:

@@ -63,7 +63,11 @@ def collect(
         try:
             if raw_only:
                 summary = ingest.collect(
-                    source, prefix=where, chunk_size=chunk, on_day=lambda r: step("collect", r)
+                    source,
+                    prefix=where,
+                    chunk_size=chunk,
+                    on_day=lambda r: step("collect", r),
+                    latest=lake.latest_day(),
                 )
                 result = summary.as_dict()
             else:

@@ -34,7 +34,13 @@ from typing import IO, Any
 from boto3.s3.transfer import TransferConfig
 
 from diskrisk import layout, s3
-from diskrisk.validate import CorruptZipError, DataError, day_from_name
+from diskrisk.validate import (
+    CorruptZipError,
+    DataError,
+    DuplicateDayError,
+    day_from_name,
+    refuse_future,
+)
 
 log = logging.getLogger(__name__)
 
@@ -268,17 +274,20 @@ def collect(
     chunk_size: int = DEFAULT_CHUNK,
     on_day: Callable[[DayResult | DataError], None] | None = None,
     keep: Callable[[date], bool] | None = None,
+    latest: date | None = None,
 ) -> CollectSummary:
-    """Copy every day of ``source`` (those ``keep`` accepts) to raw/; per-day problems are
-    recorded, not fatal."""
+    """Copy every day of ``source`` (those ``keep`` accepts, none after ``latest``) to raw/;
+    per-day problems are recorded, not fatal."""
     summary = CollectSummary()
     try:
         with days_of(source) as days:
-            for d in days:
-                if keep is not None and not keep(d.day):
+            for same_day in _by_day(days):
+                if keep is not None and not keep(same_day[0].day):
                     continue
                 res: DayResult | DataError
                 try:
+                    d = _the_one(same_day)
+                    refuse_future(d.name, d.day, latest)
                     uploaded = upload_day(d, prefix=prefix, chunk_size=chunk_size)
                     summary.days.append(uploaded)
                     res = uploaded
@@ -293,3 +302,27 @@ def collect(
         summary.errors.append(err)
         raise
     return summary
+
+
+def _by_day(days: list[DayFile]) -> list[list[DayFile]]:
+    groups: dict[date, list[DayFile]] = {}
+    for d in days:
+        groups.setdefault(d.day, []).append(d)
+    return list(groups.values())
+
+
+def _the_one(same_day: list[DayFile]) -> DayFile:
+    """A source that holds a day twice (a zip with the day in two folders, say): identical
+    bytes are one day; different bytes are refused, since neither can be told to be right."""
+    if len(same_day) == 1:
+        return same_day[0]
+    digests = {d.source: digest(d)[0] for d in same_day}
+    first = same_day[0]
+    if len(set(digests.values())) == 1:
+        log.warning("%s: the same bytes %d times; collected once", first.name, len(same_day))
+        return first
+    raise DuplicateDayError(
+        f"{first.day.isoformat()}: {len(same_day)} different files for this day in one source "
+        f"({', '.join(digests)}); none collected",
+        file=first.name,
+    )

@@ -176,6 +176,7 @@ def process(
         prefix=prefix,
         chunk_size=chunk_size,
         on_day=(lambda r: on_step("collect", r)) if on_step else None,
+        latest=latest_day(),
     )
     summary = ProcessSummary(collected)
     summary.days = build(

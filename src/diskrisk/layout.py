@@ -11,9 +11,13 @@ from datetime import date
 from pathlib import Path
 
 
+def raw_root(prefix: str = "") -> str:
+    return f"{prefix}raw/"
+
+
 def raw(day: date, prefix: str = "") -> str:
     """Original bytes of one Backblaze day."""
-    return f"{prefix}raw/{day.year:04d}/{day.isoformat()}.csv"
+    return f"{raw_root(prefix)}{day.year:04d}/{day.isoformat()}.csv"
 
 
 def file_record(name: str, prefix: str = "") -> str:

@@ -123,7 +123,7 @@ def collect(src: str, start: str | None = None, end: str | None = None) -> dict[
     from diskrisk.ingest import collect as collect_days
 
     keep = _between(start, end) if (start or end) else None
-    summary = collect_days(src, prefix=lake_prefix(), keep=keep)
+    summary = collect_days(src, prefix=lake_prefix(), keep=keep, latest=lake.latest_day())
     return summary.as_dict()
 
 

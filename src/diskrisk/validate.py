@@ -99,6 +99,10 @@ class FutureDayError(DataError):
     kind = "future_day"
 
 
+class DuplicateDayError(DataError):
+    kind = "duplicate_day"
+
+
 @dataclass(frozen=True)
 class Validated:
     """Outcome of validating one day's file."""
@@ -136,6 +140,16 @@ def validate_file(path: str | Path, day: date | None = None) -> Validated:
     return validate_bytes(p.read_bytes(), p.name, day)
 
 
+def refuse_future(name: str, day: date, latest_day: date | None) -> None:
+    """:class:`FutureDayError` for a day after ``latest_day`` (today plus a tolerance)."""
+    if latest_day is not None and day > latest_day:
+        raise FutureDayError(
+            f"{name}: day {day.isoformat()} is in the future (latest accepted: "
+            f"{latest_day.isoformat()}; DISKRISK_FUTURE_DAYS_TOLERANCE)",
+            file=name,
+        )
+
+
 def validate_bytes(
     data: bytes, name: str, day: date | None = None, *, latest_day: date | None = None
 ) -> Validated:
@@ -144,12 +158,7 @@ def validate_bytes(
     observed yet: :class:`FutureDayError`."""
     name = Path(name).name
     day = day or day_from_name(name)
-    if latest_day is not None and day > latest_day:
-        raise FutureDayError(
-            f"{name}: day {day.isoformat()} is in the future (latest accepted: "
-            f"{latest_day.isoformat()}; DISKRISK_FUTURE_DAYS_TOLERANCE)",
-            file=name,
-        )
+    refuse_future(name, day, latest_day)
     warnings: list[str] = []
     if not data or data.isspace():
         raise EmptyFileError(f"{name}: file is empty", file=name)
