@@ -259,3 +259,17 @@ def test_short_lake_skips_training_with_a_champion_and_fails_without(monkeypatch
     expected = AirflowFailException if champion is None else AirflowSkipException
     with pytest.raises(expected, match="cannot hold"):
         task.python_callable()
+
+
+def test_a_challenger_without_failures_to_evaluate_still_returns_json():
+    """No failure in the out-of-time windows leaves C undefined (NaN): the task result must
+    still be JSON for Airflow's XCom (found by the soak), and promotion reads it back as NaN."""
+    import json
+    import math
+
+    from diskrisk import pipeline
+
+    result = {"family": "coxph", "harrell_c": math.nan, "metrics": {"oot_auc_4d": math.inf}}
+    safe = pipeline._json_safe(result)
+    assert json.loads(json.dumps(safe, allow_nan=False))["harrell_c"] is None
+    assert math.isnan(pipeline._nan_if_none(safe["harrell_c"]))

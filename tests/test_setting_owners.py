@@ -67,6 +67,7 @@ SPECIAL = {
     "DISKRISK_MODEL_NAME": "probe-model-7",
     "DISKRISK_EXPERIMENT": "probe-experiment-7",
     "DISKRISK_HBASE_BATCH_SIZE": "2323",
+    "DISKRISK_HBASE_TIMEOUT_S": "47.25",
     "DISKRISK_TRAIN_FAMILIES": '["km","coxph"]',
     "DISKRISK_TRAIN_LOOKBACK_DAYS": "97",
     "DISKRISK_TRAIN_LANDMARK_STEP_DAYS": "619",
@@ -373,6 +374,7 @@ def readers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[C
             drift_experiment,
         ],
         "DISKRISK_HBASE_BATCH_SIZE": [group(HBaseSettings, "batch_size")],
+        "DISKRISK_HBASE_TIMEOUT_S": [group(HBaseSettings, "timeout_s")],
         "DISKRISK_GIT_REVISION": [git_revision],
         # Risk service
         "DISKRISK_SERVE_URL": [group(ServeSettings, "url")],

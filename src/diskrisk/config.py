@@ -147,6 +147,7 @@ class HBaseSettings(_Base):
     thrift_port: PositiveInt = Field(alias="HBASE_THRIFT_PORT", lt=65536)
     namespace: str = Field(alias="DISKRISK_HBASE_NAMESPACE", pattern=r"^[A-Za-z0-9_]+$")
     batch_size: PositiveInt = Field(default=5000, alias="DISKRISK_HBASE_BATCH_SIZE")
+    timeout_s: float = Field(default=60.0, alias="DISKRISK_HBASE_TIMEOUT_S", gt=0)
 
 
 class ServeSettings(_Base):

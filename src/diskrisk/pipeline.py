@@ -8,6 +8,7 @@ versions, day lists); the data itself moves through S3 and MLflow.
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from collections.abc import Callable
 from datetime import date
@@ -222,10 +223,28 @@ def train(family: str, dataset_ref: str, params: dict[str, Any] | None = None) -
     from diskrisk.train import train_challenger
 
     try:
-        return asdict(train_challenger(family, DatasetRef.from_json(dataset_ref), params))
+        # a task's return value travels as JSON: an undefined figure (no failure in the test
+        # windows: C is NaN) goes as null, or Airflow refuses the whole result
+        return _json_safe(
+            asdict(train_challenger(family, DatasetRef.from_json(dataset_ref), params))
+        )
     except ModelError as exc:
         log.error("challenger %s failed: %s", family, exc)
         return {"family": family, "error": str(exc)}
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def promote(challengers: list[dict[str, Any]], dataset_ref: str) -> dict[str, Any]:
@@ -234,7 +253,11 @@ def promote(challengers: list[dict[str, Any]], dataset_ref: str) -> dict[str, An
     from diskrisk.train import Challenger
 
     best, decision = choose(
-        [Challenger(**c) for c in challengers if "error" not in c],
+        [
+            Challenger(**{**c, "harrell_c": _nan_if_none(c["harrell_c"])})
+            for c in challengers
+            if "error" not in c
+        ],
         DatasetRef.from_json(dataset_ref),
     )
     return {

@@ -399,7 +399,7 @@ class HBaseSink:
         attempts: int = 5,
         backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
-        timeout_ms: int = 60_000,
+        timeout_ms: int | None = None,
         workers: int = 2,
         on_batch: Callable[[str, int], None] | None = None,
         read_pool: int = 0,
@@ -408,7 +408,7 @@ class HBaseSink:
         self.history_ttl_days = history_ttl_days
         self.attempts = attempts
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
-        self.timeout_ms = timeout_ms
+        self.timeout_ms = timeout_ms or int(self.settings.timeout_s * 1000)
         self.workers = max(1, workers)  # concurrent batches; 2 keeps both cores busy
         self.on_batch = on_batch  # called as on_batch(day, batches_landed): progress, tests
         self._tables_ready = False
