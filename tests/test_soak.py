@@ -75,7 +75,8 @@ def test_backfill_through_the_schedule(stack_env, tmp_path_factory):
         # and trains the first champion; each later one collects its own day.
         lo, hi = days[HISTORY - 1], days[-1]
         before, t0 = _rss_mb(), time.monotonic()
-        client.backfill(lo, hi, {"families": FAMILIES})
+        # "completed": intervals an earlier soak ran are run again, for this soak's settings
+        client.backfill(lo, hi, {"families": FAMILIES}, reprocess="completed")
         deadline = time.monotonic() + 1800 + 600 * intervals
         while True:
             runs = client.backfill_runs(lo, hi)

@@ -50,7 +50,12 @@ def test_operator_commands_use_the_out_of_time_splits(stack_env, backblaze_dir, 
         assert (train["snapshot_date"] + train["duration_days"].astype("timedelta64[D]")).max() <= (
             test["snapshot_date"].min()
         )
-    first = pipeline.train("coxph", ref.to_json())
+    task = "manual__x/train_and_evaluate/0"
+    first = pipeline.train("coxph", ref.to_json(), task=task)
+    # a retry of the same task (say its result was lost) returns its version, not a second one
+    retried = pipeline.train("coxph", ref.to_json(), task=task)
+    assert (retried["version"], retried["run_id"]) == (first["version"], first["run_id"])
+    assert retried["harrell_c"] == pytest.approx(first["harrell_c"], abs=1e-4)
     decision = pipeline.promote([first], ref.to_json())
     assert decision["promote"] and decision["champion_c"] is None
 

@@ -156,7 +156,8 @@ def diskrisk_pipeline():
     def train_and_evaluate(family: str, dataset_ref: str) -> dict:
         from diskrisk.pipeline import train
 
-        return train(family, dataset_ref)
+        ti = get_current_context()["ti"]
+        return train(family, dataset_ref, task=f"{ti.run_id}/{ti.task_id}/{ti.map_index}")
 
     @task
     def promote(challengers: list[dict], dataset_ref: str) -> dict:

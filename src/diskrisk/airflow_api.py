@@ -162,15 +162,18 @@ class AirflowClient:
         conf: dict[str, Any] | None = None,
         dag_id: str = DAG_ID,
         max_active_runs: int = 1,
+        reprocess: str = "none",
     ) -> dict[str, Any]:
         """One scheduled run per schedule interval from ``start`` to ``end``, created and run
-        by the scheduler (Airflow 3 backfill); one at a time, as a catch-up per run needs."""
+        by the scheduler (Airflow 3 backfill); one at a time, as a catch-up per run needs.
+        ``reprocess``: what to do with intervals that already have a run (Airflow's
+        reprocess_behavior: none, failed, completed)."""
         body = {
             "dag_id": dag_id,
             "from_date": f"{start}T00:00:00Z",
             "to_date": f"{end}T00:00:00Z",
             "max_active_runs": max_active_runs,
-            "reprocess_behavior": "none",
+            "reprocess_behavior": reprocess,
             "dag_run_conf": conf or {},
         }
         return self.request("POST", "/backfills", body)  # type: ignore[no-any-return]

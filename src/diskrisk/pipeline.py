@@ -213,9 +213,12 @@ def short_lake(error: Exception) -> str | None:
     return f"{error}; training skipped, champion {registry.name} v{version.version} keeps scoring"
 
 
-def train(family: str, dataset_ref: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+def train(
+    family: str, dataset_ref: str, params: dict[str, Any] | None = None, task: str | None = None
+) -> dict[str, Any]:
     """One challenger. A family whose fit or evaluation fails is reported, not raised, so the
-    other challengers still compete; promotion ignores it."""
+    other challengers still compete; promotion ignores it. A retried ``task`` returns the
+    version its earlier try registered."""
     from dataclasses import asdict
 
     from diskrisk.dataset import DatasetRef
@@ -225,9 +228,8 @@ def train(family: str, dataset_ref: str, params: dict[str, Any] | None = None) -
     try:
         # a task's return value travels as JSON: an undefined figure (no failure in the test
         # windows: C is NaN) goes as null, or Airflow refuses the whole result
-        return _json_safe(
-            asdict(train_challenger(family, DatasetRef.from_json(dataset_ref), params))
-        )
+        ref = DatasetRef.from_json(dataset_ref)
+        return _json_safe(asdict(train_challenger(family, ref, params, task=task)))
     except ModelError as exc:
         log.error("challenger %s failed: %s", family, exc)
         return {"family": family, "error": str(exc)}

@@ -36,6 +36,7 @@ from diskrisk.registry import CHAMPION, Registry
 from diskrisk.tracking import set_shared_experiment
 
 log = logging.getLogger(__name__)
+TASK_TAG = "airflow.task"  # the task instance that registered a version (retries find it)
 
 
 @dataclass(frozen=True)
@@ -84,14 +85,31 @@ def train_challenger(
     ref: DatasetRef,
     params: dict[str, Any] | None = None,
     settings: TrainSettings | None = None,
+    task: str | None = None,
 ) -> Challenger:
     """Out-of-time evaluation of the recipe, the production fit on the whole window, MLflow
-    run, registered version."""
+    run, registered version. ``task`` names the attempt's task (an Airflow task instance):
+    its version is tagged with it, and a retry of that task returns the version instead of
+    registering a second one."""
+    if task and (done := trained_by(task)) is not None:
+        log.info("%s already registered version %s: not training again", task, done.version)
+        return done
     t = settings or TrainSettings()
     pred = oot_predictions(lambda: make_model(family, params), ref)
     train = read_table(ref.train_key)
     model = make_model(family, params).fit(train)
-    return _track(model, train, pred, ref, t, parent=None)
+    return _track(model, train, pred, ref, t, parent=None, task=task)
+
+
+def trained_by(task: str) -> Challenger | None:
+    """The challenger a task registered, if it got that far."""
+    registry = Registry.connect()
+    for v in registry.client.search_model_versions(f"name = '{registry.name}'"):
+        if (v.tags or {}).get(TASK_TAG) == task:
+            metrics = registry.client.get_run(str(v.run_id)).data.metrics
+            c = float(v.tags.get("metrics.harrell_c", "nan"))
+            return Challenger(v.tags["family"], str(v.run_id), str(v.version), c, metrics)
+    return None
 
 
 def fine_tune(
@@ -115,6 +133,7 @@ def _track(
     ref: DatasetRef,
     t: TrainSettings,
     parent: str | None,
+    task: str | None = None,
 ) -> Challenger:
     """One MLflow run for the challenger, then its registered version with the model card."""
     metrics = oot_metrics(pred, ref, t)
@@ -128,7 +147,8 @@ def _track(
         _log_figures(model, train, pred, ref, t)
         info = mlflow.pyfunc.log_model(name="model", **pyfunc_kwargs(model, train))
     harrell = float(metrics.get("oot_harrell_c", float("nan")))
-    version = registry.register(info.model_uri, tags=version_tags(model, ref, metrics))
+    tags = version_tags(model, ref, metrics) | ({TASK_TAG: task} if task else {})
+    version = registry.register(info.model_uri, tags=tags)
     client = registry.client
     client.update_model_version(
         registry.name, version.version, model_card(model.family, ref, metrics, pred.notes)
