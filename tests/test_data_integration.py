@@ -114,6 +114,50 @@ def test_all_days_collected_and_every_row_lands(real_lake, truth):
     assert int(meta["rows"]) == first.read_bytes().count(b"\n") - 1
 
 
+def test_another_engine_reads_the_lake_in_s3_from_the_layout_alone(real_lake, truth):
+    """Scale-out readers (Spark, Trino, a notebook) know only the documented layout: Hive-style
+    ``date=`` partitions under ``lake/`` in S3, one stable schema, the manifest beside them."""
+    import pyarrow.dataset as pads
+
+    prefix, _ = real_lake
+    root = f"{s3.bucket()}/{prefix}lake/"
+    # the partition key is typed (a date); the files also hold ``date`` with the same value
+    part = pads.partitioning(pa.schema([("date", pa.date32())]), flavor="hive")
+    found = pads.dataset(root, filesystem=s3.arrow_fs(), format="parquet", partitioning=part)
+    days = found.files  # _manifest.json is skipped, as every engine skips "_" files
+    assert len(days) == 30 and all("/lake/date=2013-" in f for f in days)
+    table = found.to_table(columns=["date", "serial_number", "failure"])
+    assert table.num_rows == truth.num_rows
+    assert pc.sum(table["failure"]).as_py() == 93
+    schemas = {pq_schema_of(f) for f in days}
+    assert len(schemas) == 1, "every day partition has the same column types"
+    manifest = lake.read_manifest(prefix)["days"]
+    assert sorted(manifest) == sorted(f.split("date=")[1][:10] for f in days)
+
+
+def pq_schema_of(path: str) -> str:
+    import pyarrow.parquet as pq
+
+    return str(pq.read_schema(path, filesystem=s3.arrow_fs()))
+
+
+def test_process_reads_each_day_once(scratch, tmp_path, monkeypatch):
+    """One pass: a day's bytes are read once, hashed from memory, and the raw upload runs
+    while the same bytes are validated (no second streaming read of the source)."""
+    folder = tmp_path / "days"
+    folder.mkdir()
+    for p in sorted(DATA.glob("*.csv"))[:3]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    reads: list[str] = []
+    real_read = ingest.read_day
+    monkeypatch.setattr(ingest, "read_day", lambda d: reads.append(d.name) or real_read(d))
+    monkeypatch.setattr(ingest, "digest", lambda *a, **k: pytest.fail("second read of a day"))
+    summary = lake.process(folder, prefix=scratch)
+    assert sorted(reads) == sorted(p.name for p in folder.iterdir())
+    assert [d.status for d in summary.days] == ["written"] * 3
+    assert summary.collected.count("new") == 3
+
+
 def test_rerun_is_idempotent(real_lake):
     prefix, _ = real_lake
     before_manifest = lake.read_manifest(prefix)

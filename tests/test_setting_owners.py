@@ -87,6 +87,8 @@ SPECIAL = {
     "DISKRISK_FUTURE_DAYS_TOLERANCE": "271",
     "DISKRISK_DOWNLOAD_TIMEOUT_S": "33.25",
     "DISKRISK_DOWNLOAD_ATTEMPTS": "613",
+    "DISKRISK_DUCKDB_MEMORY_LIMIT": "7GiB",
+    "DISKRISK_DUCKDB_TEMP_DIR": "/probe/duckdb-spill-7",
     "DISKRISK_SERVE_MAX_BODY_BYTES": "765432",
     "DISKRISK_SERVE_MAX_SCORE_AGE_HOURS": "49.5",
     "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(
@@ -278,6 +280,15 @@ def readers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[C
 
         return [drift_experiment().removesuffix("-drift")]
 
+    def duckdb_limits() -> list[str]:
+        from diskrisk.lake import bounded_duckdb
+
+        con = bounded_duckdb()
+        limit, spill = con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
+        ).fetchone()
+        return [str(limit).replace(".0 GiB", "GiB"), str(spill)]
+
     def test_data() -> list[str]:
         from conftest import setting_for_tests
 
@@ -363,6 +374,8 @@ def readers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[C
         "DISKRISK_FUTURE_DAYS_TOLERANCE": [group(PipelineSettings, "future_days_tolerance")],
         "DISKRISK_DOWNLOAD_TIMEOUT_S": [group(PipelineSettings, "download_timeout_s")],
         "DISKRISK_DOWNLOAD_ATTEMPTS": [group(PipelineSettings, "download_attempts")],
+        "DISKRISK_DUCKDB_MEMORY_LIMIT": [duckdb_limits],
+        "DISKRISK_DUCKDB_TEMP_DIR": [duckdb_limits],
         # Optional knobs
         "DISKRISK_MODEL_NAME": [
             group(MlflowSettings, "model_name"),

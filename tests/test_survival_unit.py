@@ -233,3 +233,21 @@ def test_cli_preprocess_and_stats_on_local_lake(tiny, tmp_path):
     assert st["drives_failed_more_than_once"] == 1  # F
     assert st["late_entry_share"] == pytest.approx(1 / 7)  # G
     assert (tmp_path / "st" / "failures_per_day.png").stat().st_size > 1000
+
+
+def test_lake_queries_spill_to_disk_instead_of_running_out_of_memory(tmp_path, monkeypatch):
+    """``bounded_duckdb`` holds DuckDB to DISKRISK_DUCKDB_MEMORY_LIMIT and lets it spill to
+    DISKRISK_DUCKDB_TEMP_DIR: the same aggregation that fails under the limit with nowhere to
+    spill completes with the spill directory."""
+    monkeypatch.setenv("DISKRISK_DUCKDB_MEMORY_LIMIT", "64MiB")
+    monkeypatch.setenv("DISKRISK_DUCKDB_TEMP_DIR", str(tmp_path / "spill"))
+    con = lake.bounded_duckdb()
+    con.execute("SET threads = 1")
+    big = """SELECT count(*), sum(l) FROM (
+                 SELECT i % 4000000 AS k, max(i) AS m, list(i) AS l0, count(*) AS l
+                 FROM range(12000000) t(i) GROUP BY k)"""
+    assert con.execute(big).fetchone() == (4_000_000, 12_000_000)
+    nowhere = duckdb.connect(config={"memory_limit": "64MiB", "temp_directory": ""})
+    nowhere.execute("SET threads = 1")
+    with pytest.raises(duckdb.OutOfMemoryException):
+        nowhere.execute(big).fetchone()

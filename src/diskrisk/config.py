@@ -133,6 +133,10 @@ class PipelineSettings(_Base):
     future_days_tolerance: int = Field(default=1, alias="DISKRISK_FUTURE_DAYS_TOLERANCE", ge=0)
     download_timeout_s: float = Field(default=60.0, alias="DISKRISK_DOWNLOAD_TIMEOUT_S", gt=0)
     download_attempts: int = Field(default=3, alias="DISKRISK_DOWNLOAD_ATTEMPTS", ge=1)
+    duckdb_memory_limit: str = Field(
+        default="4GiB", alias="DISKRISK_DUCKDB_MEMORY_LIMIT", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$"
+    )
+    duckdb_temp_dir: str = Field(default="", alias="DISKRISK_DUCKDB_TEMP_DIR")
 
     @field_validator("alert_webhook")
     @classmethod

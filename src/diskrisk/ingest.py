@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import re
 import shutil
@@ -26,6 +27,7 @@ import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -232,11 +234,39 @@ def digest(day: DayFile, chunk_size: int = DEFAULT_CHUNK) -> tuple[str, int, int
     return h.hexdigest(), max(lines - 1, 0), size
 
 
-def upload_day(day: DayFile, *, prefix: str = "", chunk_size: int = DEFAULT_CHUNK) -> DayResult:
-    """Store one day's bytes under raw/ unless identical bytes are already there."""
+def read_day(day: DayFile) -> bytes:
+    """A day's bytes, whole: for the single-pass path (:func:`collect` with ``overlap``)."""
+    try:
+        with day.open() as f:
+            return f.read()
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise CorruptZipError(
+            f"{day.source}: zip member cannot be read ({exc})", file=day.name
+        ) from None
+
+
+def digest_bytes(data: bytes) -> tuple[str, int, int]:
+    """:func:`digest` of bytes already in memory (hashlib releases the GIL on big buffers)."""
+    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    return hashlib.sha256(data).hexdigest(), max(lines - 1, 0), len(data)
+
+
+def upload_day(
+    day: DayFile,
+    *,
+    prefix: str = "",
+    chunk_size: int = DEFAULT_CHUNK,
+    data: bytes | None = None,
+    sha_rows: tuple[str, int] | None = None,
+) -> DayResult:
+    """Store one day's bytes under raw/ unless identical bytes are already there. With ``data``
+    (and its ``sha_rows``) the bytes come from memory instead of a second read of the source."""
     if chunk_size < _MIN_PART:
         raise ValueError(f"chunk_size must be at least {_MIN_PART} bytes (S3 part minimum)")
-    sha, rows, _size = digest(day, chunk_size)
+    if sha_rows is None:
+        sha, rows, _size = digest_bytes(data) if data is not None else digest(day, chunk_size)
+    else:
+        sha, rows = sha_rows
     key = layout.raw(day.day, prefix)
     head = s3.head(key)
     old = (head or {}).get("Metadata", {}).get("sha256")
@@ -253,7 +283,8 @@ def upload_day(day: DayFile, *, prefix: str = "", chunk_size: int = DEFAULT_CHUN
     cfg = TransferConfig(
         multipart_threshold=chunk_size, multipart_chunksize=chunk_size, max_concurrency=2
     )
-    with day.open() as f:
+    opened = contextlib.nullcontext(io.BytesIO(data)) if data is not None else day.open()
+    with opened as f:
         s3.client().upload_fileobj(
             f,
             s3.bucket(),
@@ -275,10 +306,18 @@ def collect(
     on_day: Callable[[DayResult | DataError], None] | None = None,
     keep: Callable[[date], bool] | None = None,
     latest: date | None = None,
+    overlap: Callable[[DayFile, bytes, str], None] | None = None,
 ) -> CollectSummary:
     """Copy every day of ``source`` (those ``keep`` accepts, none after ``latest``) to raw/;
-    per-day problems are recorded, not fatal."""
+    per-day problems are recorded, not fatal.
+
+    ``overlap(day, data, sha256)``: one pass over each day's bytes. The day is read once into
+    memory, hashed, and uploaded from there in a worker thread while ``overlap`` works on the
+    same bytes in this one (the lake validates them: :func:`diskrisk.lake.process`);
+    ``on_day`` follows once the upload is done.
+    """
     summary = CollectSummary()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="raw-upload") if overlap else None
     try:
         with days_of(source) as days:
             for same_day in _by_day(days):
@@ -288,7 +327,22 @@ def collect(
                 try:
                     d = _the_one(same_day)
                     refuse_future(d.name, d.day, latest)
-                    uploaded = upload_day(d, prefix=prefix, chunk_size=chunk_size)
+                    if pool is None or overlap is None:
+                        uploaded = upload_day(d, prefix=prefix, chunk_size=chunk_size)
+                    else:
+                        data = read_day(d)
+                        sha, rows, _ = digest_bytes(data)
+                        up = pool.submit(
+                            upload_day,
+                            d,
+                            prefix=prefix,
+                            chunk_size=chunk_size,
+                            data=data,
+                            sha_rows=(sha, rows),
+                        )
+                        overlap(d, data, sha)
+                        del data
+                        uploaded = up.result()
                     summary.days.append(uploaded)
                     res = uploaded
                 except DataError as err:
@@ -301,6 +355,9 @@ def collect(
         record_file_error(err, prefix)
         summary.errors.append(err)
         raise
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return summary
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,7 +42,14 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from diskrisk import layout, s3, schema
-from diskrisk.ingest import DEFAULT_CHUNK, CollectSummary, collect, record_file_error
+from diskrisk.ingest import (
+    DEFAULT_CHUNK,
+    CollectSummary,
+    DayFile,
+    DayResult,
+    collect,
+    record_file_error,
+)
 from diskrisk.validate import DataError, Validated, rejected_csv, validate_bytes
 
 log = logging.getLogger(__name__)
@@ -73,10 +81,15 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def write_day(v: Validated, raw_sha256: str, *, prefix: str = "") -> dict[str, Any]:
-    """Write a validated day (Parquet + quarantine) and return its manifest entry."""
+def write_day(
+    v: Validated, raw_sha256: str, *, prefix: str = "", parquet: bytes | None = None
+) -> dict[str, Any]:
+    """Write a validated day (Parquet, encoded already when given, + quarantine) and return
+    its manifest entry."""
     psha, _ = s3.put_if_changed(
-        layout.lake_day(v.day, prefix), parquet_bytes(v.table), "application/vnd.apache.parquet"
+        layout.lake_day(v.day, prefix),
+        parquet if parquet is not None else parquet_bytes(v.table),
+        "application/vnd.apache.parquet",
     )
     qkey = layout.quarantine(v.day, v.source, prefix)
     if v.rejected is not None:
@@ -128,18 +141,44 @@ def ingest_day(
         return DayOutcome(day, "unchanged", entry)
     data = obj["Body"].read()
     sha = sha or hashlib.sha256(data).hexdigest()
-    name = f"{day.isoformat()}.csv"
+    checked = check(data, day, latest)
+    del data
+    return land(checked, day, sha, manifest, prefix=prefix)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A day validated and encoded, not yet stored (or the reason it cannot be)."""
+
+    validated: Validated | None
+    parquet: bytes | None = None
+    error: DataError | None = None
+
+
+def check(data: bytes, day: date, latest: date | None) -> Checked:
+    """Validate a day's CSV bytes and encode its Parquet: the CPU half of landing a day."""
     try:
-        v = validate_bytes(data, name, day, latest_day=latest)
+        v = validate_bytes(data, f"{day.isoformat()}.csv", day, latest_day=latest)
     except DataError as err:
+        return Checked(None, error=err)
+    return Checked(v, parquet_bytes(v.table))
+
+
+def land(
+    checked: Checked, day: date, raw_sha256: str, manifest: dict[str, Any], *, prefix: str = ""
+) -> DayOutcome:
+    """Store a checked day in the lake (or record why not), updating ``manifest`` in place."""
+    v = checked.validated
+    if v is None:
+        err = checked.error
+        assert err is not None
         record_file_error(err, prefix)
         s3.delete_if_exists(layout.lake_day(day, prefix))  # the lake mirrors raw: no stale day
         manifest["days"].pop(day.isoformat(), None)
         return DayOutcome(day, "rejected", None, err)
-    del data
     for w in v.warnings:
         log.warning(w)
-    entry = write_day(v, sha, prefix=prefix)
+    entry = write_day(v, raw_sha256, prefix=prefix, parquet=checked.parquet)
     manifest["days"][day.isoformat()] = entry
     return DayOutcome(day, "written", entry, None, v.warnings)
 
@@ -170,21 +209,48 @@ def process(
     force: bool = False,
     on_step: Callable[[str, Any], None] | None = None,
 ) -> ProcessSummary:
-    """Collect → validate → lake for every day of a source; one bad day never stops the rest."""
-    collected = collect(
-        source,
-        prefix=prefix,
-        chunk_size=chunk_size,
-        on_day=(lambda r: on_step("collect", r)) if on_step else None,
-        latest=latest_day(),
-    )
-    summary = ProcessSummary(collected)
-    summary.days = build(
-        [r.day for r in collected.days],
-        prefix=prefix,
-        force=force,
-        on_day=(lambda out: on_step("lake", out)) if on_step else None,
-    )
+    """Collect → validate → lake for every day of a source; one bad day never stops the rest.
+
+    One pass over each day's bytes: they are read once, and validated and encoded while the
+    raw upload of the same bytes runs (:func:`diskrisk.ingest.collect` ``overlap``). A day
+    reaches the lake only after its raw upload succeeded, so raw/ stays the system of record.
+    """
+    manifest = read_manifest(prefix)
+    latest = latest_day()
+    checked: dict[date, Checked] = {}
+    summary = ProcessSummary(CollectSummary())
+
+    def validate_while_uploading(d: DayFile, data: bytes, sha: str) -> None:
+        entry = manifest["days"].get(d.day.isoformat())
+        if force or not entry or entry.get("sha256") != sha:
+            checked[d.day] = check(data, d.day, latest)
+
+    def land_uploaded(r: DayResult | DataError) -> None:
+        if on_step:
+            on_step("collect", r)
+        if isinstance(r, DataError):
+            return
+        c = checked.pop(r.day, None)  # held one day at a time
+        if c is None:  # raw and lake already hold these bytes
+            out = DayOutcome(r.day, "unchanged", manifest["days"].get(r.day.isoformat()))
+        else:
+            out = land(c, r.day, r.sha256, manifest, prefix=prefix)
+        summary.days.append(out)
+        if on_step:
+            on_step("lake", out)
+
+    try:
+        summary.collected = collect(
+            source,
+            prefix=prefix,
+            chunk_size=chunk_size,
+            on_day=land_uploaded,
+            latest=latest,
+            overlap=validate_while_uploading,
+        )
+    finally:
+        write_manifest(manifest, prefix)  # what landed before a failure stays recorded
+    summary.days.sort(key=lambda o: o.day)
     return summary
 
 
@@ -272,12 +338,31 @@ def _httpfs(con: duckdb.DuckDBPyConnection) -> bool:
     return False
 
 
+def bounded_duckdb() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB held to ``DISKRISK_DUCKDB_MEMORY_LIMIT`` that spills to
+    ``DISKRISK_DUCKDB_TEMP_DIR`` (default: the system's temporary directory): a year of a big
+    fleet then runs out of core instead of out of memory (DuckDB's own default is 80 % of RAM,
+    which a worker shares with pandas and the models)."""
+    from diskrisk.config import PipelineSettings, load
+
+    cfg = load(PipelineSettings)
+    spill = cfg.duckdb_temp_dir or str(Path(tempfile.gettempdir()) / "diskrisk-duckdb")
+    con = duckdb.connect(
+        config={
+            "memory_limit": cfg.duckdb_memory_limit,
+            "temp_directory": spill,
+            "preserve_insertion_order": False,  # lets big aggregations stream and spill
+        }
+    )
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 def connect(
     prefix: str = "", root: str | Path | None = None, *, use_httpfs: bool | None = None
 ) -> duckdb.DuckDBPyConnection:
     """A duckdb connection with a ``lake`` view over all day partitions."""
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
+    con = bounded_duckdb()
     if root is not None:
         glob = f"{Path(root).as_posix()}/date=*/*.parquet"
         con.execute(
