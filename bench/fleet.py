@@ -18,8 +18,9 @@
    ``--rsf-censored``) and its 300k-drive scoring (model call + HBase), the slowest family.
 
 Every stage runs in its own spawned process, as an Airflow task does, so its peak RSS (VmHWM)
-is its own; "moved" is the bytes it read and wrote through system calls (files and sockets,
-from /proc/self/io). Everything lives under throwaway names (lake prefix ``fleet-<id>/``, model
+is its own; "io" is the bytes it read and wrote through read/write system calls (files,
+pipes; /proc/self/io), "net" the bytes that crossed the loopback interface meanwhile (S3,
+MLflow, HBase, PostgreSQL of the local stack, both directions counted once). Everything lives under throwaway names (lake prefix ``fleet-<id>/``, model
 and experiment ``fleet-<id>``, HBase tables ``<namespace>_fleet<id>_*``), the lake and tables
 removed at the end unless ``--keep``.
 """
@@ -82,6 +83,16 @@ def _child(target: Callable[..., Any], args: tuple[Any, ...], env: dict[str, str
     )
 
 
+def _loopback_bytes() -> int:
+    """Bytes received on the loopback interface: every S3, MLflow, HBase and PostgreSQL call of
+    the local stack crosses it (socket traffic that /proc/self/io does not count)."""
+    for line in Path("/proc/net/dev").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name.strip() == "lo":
+            return int(rest.split()[0])
+    return 0
+
+
 class Bench:
     def __init__(self, env: dict[str, str]):
         self.env = env
@@ -91,15 +102,17 @@ class Bench:
     def stage(self, part: str, name: str, target: Callable[..., Any], *args: Any) -> Any:
         q = self.ctx.Queue()
         p = self.ctx.Process(target=_child, args=(target, args, self.env, q))
+        lo = _loopback_bytes()
         p.start()
         rep = q.get()
         p.join()
+        rep["net_mb"] = (_loopback_bytes() - lo) / 1e6
         row = {"part": part, "stage": name, **{k: v for k, v in rep.items() if k != "result"}}
         self.rows.append(row)
         status = "FAILED" if rep["error"] else ""
         print(
             f"  {part:<10} {name:<42} {rep['secs']:8.1f}s {rep['rss_mib']:8.0f} MiB "
-            f"{rep['read_mb'] + rep['written_mb']:9.0f} MB {status}",
+            f"{rep['read_mb'] + rep['written_mb']:9.0f} MB io {rep['net_mb']:9.0f} MB net {status}",
             flush=True,
         )
         if rep["error"]:
@@ -245,12 +258,18 @@ def main() -> int:
     ap.add_argument("--baseline-rows", type=int, default=10_000)
     ap.add_argument("--json", type=Path, help="write the stage rows here")
     ap.add_argument("--keep", action="store_true", help="keep the lake, model and tables")
+    ap.add_argument(
+        "--reuse",
+        metavar="TAG",
+        help="the names of a kept run (fleet-TAG): its lake is the history, not landed again",
+    )
+    ap.add_argument("--src", help="with --reuse: the folder holding the new day's CSV")
     args = ap.parse_args()
 
     from diskrisk.config import HBaseSettings, TrainSettings, load
     from diskrisk.families import DEFAULT_FAMILIES
 
-    tag = uuid.uuid4().hex[:6]
+    tag = args.reuse or uuid.uuid4().hex[:6]
     env = {
         "DISKRISK_LAKE_PREFIX": f"fleet-{tag}/",
         "DISKRISK_MODEL_NAME": f"fleet-{tag}",
@@ -260,7 +279,7 @@ def main() -> int:
     families = list(TrainSettings().families or DEFAULT_FAMILIES)
     lookback = TrainSettings().lookback_days
     b = Bench(env)
-    src = tempfile.mkdtemp(prefix="diskrisk-fleet-")
+    src = args.src or tempfile.mkdtemp(prefix="diskrisk-fleet-")
     new_day = (START + timedelta(days=args.history)).isoformat()
     print(
         f"fleet {args.drives:,} drives, {args.history} days of history, then {new_day}; "
@@ -269,7 +288,7 @@ def main() -> int:
     )
     t_all = time.perf_counter()
     try:
-        hist = b.stage(
+        hist = None if args.reuse else b.stage(
             "history", f"generate + land {args.history} days", history, src, args.drives,
             args.history, args.seed,
         )  # fmt: skip
@@ -310,7 +329,8 @@ def main() -> int:
             args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
                                              "daily_s": daily, "rows": b.rows}, indent=1))  # fmt: skip
     finally:
-        shutil.rmtree(src, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(src, ignore_errors=True)
         if not args.keep:
             b.stage("cleanup", "drop lake prefix and HBase tables", cleanup, False)
     return 0
@@ -322,20 +342,24 @@ def report(
     def secs(part: str, prefix: str) -> float:
         return sum(r["secs"] for r in rows if r["part"] == part and r["stage"].startswith(prefix))
 
-    print("\n| part | stage | s | peak RSS MiB | moved MB |\n|---|---|---:|---:|---:|")
+    print("\n| part | stage | s | peak RSS MiB | io MB | net MB |\n|---|---|---:|---:|---:|---:|")
     for r in rows:
         flag = " (failed)" if r["error"] else ""
         print(
             f"| {r['part']} | {r['stage']}{flag} | {r['secs']:.1f} | {r['rss_mib']:.0f} | "
-            f"{r['read_mb'] + r['written_mb']:.0f} |"
+            f"{r['read_mb'] + r['written_mb']:.0f} | {r.get('net_mb', float('nan')):.0f} |"
         )
     ingest = secs("daily", "collect") + secs("daily", "build_lake")
     parse = secs("reference", "bare")
     table, one_query = secs("reference", "survival"), secs("reference", "same")
     naive = secs("reference", "one put") * args.drives / args.baseline_rows
     score = secs("daily", "score")
+    no_training = sum(
+        secs("daily", s) for s in ("collect", "build_lake", "stats", "drift", "score")
+    )
     print(
-        f"\ndaily run: {daily:.0f}s end to end; backfill part: "
+        f"\ndaily run without drift (the DAG scores, no training): {no_training:.0f}s; "
+        f"with retraining: {daily:.0f}s end to end; backfill part: "
         f"{sum(r['secs'] for r in rows if r['part'] == 'history'):.0f}s; bench total {total:.0f}s"
     )
     print(f"ingest (collect + build_lake) / bare parse: {ingest / parse:.1f}x")

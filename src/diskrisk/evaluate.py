@@ -1,6 +1,6 @@
 """Evaluation pieces the out-of-time yardstick (:mod:`diskrisk.oot`) and the training runs
 share: calibration against Kaplan-Meier per risk decile (lifelines), permutation importance
-(scikit-learn with sksurv's concordance), and the figures logged to MLflow.
+(scikit-learn with Harrell's C of :mod:`diskrisk.concordance`), and the figures logged to MLflow.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from diskrisk.concordance import harrell_c
 from diskrisk.models import RiskModel, survival_target
 
 
@@ -50,7 +51,6 @@ def permutation_importance(
     and censored rows are subsampled to ``max_rows`` total to bound the cost.
     """
     from sklearn.inspection import permutation_importance as sk_permutation_importance
-    from sksurv.metrics import concordance_index_censored
     from sksurv.util import Surv
 
     time, event = survival_target(df)
@@ -64,7 +64,7 @@ def permutation_importance(
     y = Surv.from_arrays(event[rows], time[rows])
 
     def score(est: RiskModel, X_: pd.DataFrame, y_: np.ndarray) -> float:
-        return concordance_index_censored(y_["event"], y_["time"], est.predict_risk(X_))[0]
+        return harrell_c(y_["event"], y_["time"], est.predict_risk(X_))
 
     result = sk_permutation_importance(
         model, X, y, scoring=score, n_repeats=n_repeats, random_state=seed

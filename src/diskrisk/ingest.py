@@ -5,9 +5,11 @@ from it, so it keeps the *original* bytes of each day with their sha256 in the o
 
 * Sources: a folder of daily CSVs, one CSV, or a quarterly zip (local path or http(s) URL; a URL
   is streamed to a temporary file first). Zip members are read as streams.
-* Nothing is held whole in memory: each day is read twice as a stream (once to hash and count
-  rows, once to upload in multipart chunks of ``chunk_size`` bytes). The digest must be known
-  before the upload starts because S3 metadata is fixed when the upload is created.
+* ``collect`` alone holds no day whole: each day is read twice as a stream (once to hash and
+  count rows, once to upload in multipart chunks of ``chunk_size`` bytes), since S3 metadata
+  (the digest) is fixed when the upload is created. ``lake.process`` reads each day once
+  instead (``overlap``): the day's bytes are hashed in memory and uploaded from there while
+  the lake validates the same bytes.
 * Same bytes again → no-op (sha256 compared with the object's metadata via HEAD). Different
   bytes → overwrite; the bucket is versioned so the old bytes stay retrievable, and a warning
   names the day and both digests.

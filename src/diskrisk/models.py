@@ -447,9 +447,9 @@ class RiskModel(ABC):
         """A covariate model that ranks its own training drives worse than chance did not fit
         (seen: Newton-Raphson settling on a degenerate optimum with collinear deltas); refuse it
         rather than let it reach evaluation looking like a model."""
-        from sksurv.metrics import concordance_index_censored
+        from diskrisk.concordance import harrell_c
 
-        c = concordance_index_censored(event.astype(bool), time, self.predict_risk(df))[0]
+        c = harrell_c(event.astype(bool), time, self.predict_risk(df))
         if not c >= 0.5:
             raise ModelError(f"{self.family}: degenerate fit, training Harrell C {c:.3f} < 0.5")
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from diskrisk.concordance import harrell_pairs
 from diskrisk.evaluate import calibration_table
 from diskrisk.models import RiskModel, survival_target
 from diskrisk.survival import survival_dataset, truncate_followup
@@ -238,13 +239,9 @@ def _groups(frame: pd.DataFrame) -> list[np.ndarray]:
 
 
 def _pairs(event: np.ndarray, time_: np.ndarray, risk: np.ndarray) -> tuple[float, float]:
-    """(concordant + ties/2, comparable) pairs from sksurv's Harrell C."""
-    from sksurv.metrics import concordance_index_censored
-
-    if not event.any():
-        return 0.0, 0.0
-    _, conc, disc, tied, _ = concordance_index_censored(event, time_, risk)
-    return conc + 0.5 * tied, float(conc + disc + tied)
+    """(concordant + ties/2, comparable) pairs of Harrell's C (sksurv's pairs)."""
+    p = harrell_pairs(event, time_, risk)
+    return p.concordant + 0.5 * p.tied_risk, float(p.comparable)
 
 
 def pooled_c(

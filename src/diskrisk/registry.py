@@ -152,16 +152,16 @@ def champion_c_index(
     """Harrell's C of the current champion on ``holdout``, pinned to the version read here so a
     concurrent promotion cannot swap models mid-way. Errors propagate: an evaluation that fails
     never promotes anything."""
-    from sksurv.metrics import concordance_index_censored
+    from diskrisk.concordance import harrell_c
 
     registry = Registry(client, name)
     current = registry.version(CHAMPION)
     if current is None:
         return None
     risk = np.asarray(registry.load(current).predict(holdout)["risk"], dtype=float)
-    c = concordance_index_censored(
+    c = harrell_c(
         holdout["event"].astype(bool).to_numpy(), holdout["duration_days"].to_numpy(float), risk
-    )[0]
+    )
     return str(current.version), float(c)
 
 
