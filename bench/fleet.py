@@ -253,6 +253,9 @@ def main() -> int:
     ap.add_argument("--drives", type=int, default=300_000)
     ap.add_argument("--history", type=int, default=90, help="days landed before the daily run")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--families", help="comma-separated challengers (default: DISKRISK_TRAIN_FAMILIES)"
+    )
     ap.add_argument("--rsf", action="store_true", help="also train and score a forest (slow)")
     ap.add_argument("--rsf-censored", type=int, default=20_000)
     ap.add_argument("--baseline-rows", type=int, default=10_000)
@@ -267,7 +270,6 @@ def main() -> int:
     args = ap.parse_args()
 
     from diskrisk.config import HBaseSettings, TrainSettings, load
-    from diskrisk.families import DEFAULT_FAMILIES
 
     tag = args.reuse or uuid.uuid4().hex[:6]
     env = {
@@ -276,7 +278,7 @@ def main() -> int:
         "DISKRISK_EXPERIMENT": f"fleet-{tag}",
         "DISKRISK_HBASE_NAMESPACE": f"{load(HBaseSettings).namespace}_fleet{tag}",
     }
-    families = list(TrainSettings().families or DEFAULT_FAMILIES)
+    families = args.families.split(",") if args.families else list(TrainSettings().families)
     lookback = TrainSettings().lookback_days
     b = Bench(env)
     src = args.src or tempfile.mkdtemp(prefix="diskrisk-fleet-")
