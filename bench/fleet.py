@@ -268,6 +268,8 @@ def main() -> int:
     )
     ap.add_argument("--src", help="with --reuse: the folder holding the new day's CSV")
     args = ap.parse_args()
+    if args.reuse and not args.src:
+        ap.error("--reuse needs --src, the folder with the new day's CSV (kept by --keep)")
 
     from diskrisk.config import HBaseSettings, TrainSettings, load
 
@@ -320,12 +322,13 @@ def main() -> int:
         b.stage(ref, f"one put per row x{args.baseline_rows:,}", one_put_per_row,
                 args.baseline_rows, new_day)  # fmt: skip
         if args.rsf:
-            ref_json = b.stage("rsf", "dataset (cached)", pipeline_call, "dataset")
+            ref_json = b.stage("rsf", "dataset (again: same key)", pipeline_call, "dataset")
             rsf = b.stage("rsf", "train rsf", train_family, "rsf", ref_json,
                           {"max_censored_rows": args.rsf_censored})  # fmt: skip
             if rsf and rsf.get("version"):
-                b.stage("rsf", "score rsf (model + HBase)", score_with, str(rsf["version"]),
-                        new_day)  # fmt: skip
+                split = b.stage("rsf", "score rsf (model + HBase)", score_with,
+                                str(rsf["version"]), new_day)  # fmt: skip
+                print(f"    rsf scoring: {split}", flush=True)
         report(b.rows, args, daily, time.perf_counter() - t_all)
         if args.json:
             args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
@@ -333,7 +336,6 @@ def main() -> int:
     finally:
         if not args.keep:
             shutil.rmtree(src, ignore_errors=True)
-        if not args.keep:
             b.stage("cleanup", "drop lake prefix and HBase tables", cleanup, False)
     return 0
 
