@@ -43,6 +43,11 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from ingest import _peak_rss_mib, _purge  # noqa: E402  (bench/ingest.py)
+from scoring import one_put_per_row as naive_writer  # noqa: E402  (bench/scoring.py)
+from scoring import synthetic_scores  # noqa: E402
+
 START = date(2025, 1, 1)
 
 
@@ -52,13 +57,6 @@ def _proc_io() -> tuple[int, int]:
         line.split(": ") for line in Path("/proc/self/io").read_text().splitlines() if ": " in line
     )
     return int(fields["rchar"]), int(fields["wchar"])
-
-
-def _peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _child(target: Callable[..., Any], args: tuple[Any, ...], env: dict[str, str], q: Any) -> None:
@@ -204,15 +202,12 @@ def score_with(version: str, day: str) -> dict[str, Any]:
 
 
 def one_put_per_row(rows: int, day: str) -> dict[str, Any]:
-    sys.path.insert(0, str(HERE))
     from diskrisk.sinks import HBaseSink
-    from scoring import one_put_per_row as naive  # bench/scoring.py
-    from scoring import synthetic_scores
 
     sink = HBaseSink()
     sink.ensure_tables()
     t = time.perf_counter()
-    naive(sink, synthetic_scores(rows, day, prefix="P", seed=1))
+    naive_writer(sink, synthetic_scores(rows, day, prefix="P", seed=1))
     return {"rows": rows, "secs": time.perf_counter() - t}
 
 
@@ -221,9 +216,6 @@ def cleanup(keep_hbase: bool) -> None:
     identity may not delete models), under its throwaway name."""
     from diskrisk.config import lake_prefix
     from diskrisk.sinks import HBaseSink
-
-    sys.path.insert(0, str(HERE))
-    from ingest import _purge  # bench/ingest.py
 
     _purge(lake_prefix())
     if not keep_hbase:

@@ -231,9 +231,7 @@ def digest(day: DayFile, chunk_size: int = DEFAULT_CHUNK) -> tuple[str, int, int
         raise CorruptZipError(
             f"{day.source}: zip member cannot be read ({exc})", file=day.name
         ) from None
-    if size and last != b"\n":
-        lines += 1
-    return h.hexdigest(), max(lines - 1, 0), size
+    return h.hexdigest(), _data_rows(lines, size, last), size
 
 
 def read_day(day: DayFile) -> bytes:
@@ -249,8 +247,14 @@ def read_day(day: DayFile) -> bytes:
 
 def digest_bytes(data: bytes) -> tuple[str, int, int]:
     """:func:`digest` of bytes already in memory (hashlib releases the GIL on big buffers)."""
-    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
-    return hashlib.sha256(data).hexdigest(), max(lines - 1, 0), len(data)
+    rows = _data_rows(data.count(b"\n"), len(data), data[-1:])
+    return hashlib.sha256(data).hexdigest(), rows, len(data)
+
+
+def _data_rows(newlines: int, size: int, last: bytes) -> int:
+    """Lines after the header; a last line without its newline counts."""
+    lines = newlines + (1 if size and last != b"\n" else 0)
+    return max(lines - 1, 0)
 
 
 def upload_day(

@@ -200,7 +200,7 @@ def _log_data(train: pd.DataFrame, pred: oot.Predictions, ref: DatasetRef) -> No
 
 def _dataset_input(frame: pd.DataFrame, key: str, name: str) -> Any:
     """The table as an MLflow dataset input: its S3 source, a digest of its content-derived key
-    and the schema of its first rows (row counts are in lineage.json). ``from_pandas`` would
+    and the schema of its first rows (``name`` carries the row count). ``from_pandas`` would
     infer the schema value by value over every row: minutes per challenger at fleet scale."""
     import hashlib
 
