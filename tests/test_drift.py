@@ -89,3 +89,16 @@ def test_time_driven_and_derived_features_are_not_tested():
         "smart_197_raw",
     ]
     assert drift_features(cols) == (["capacity_bytes", "smart_5_raw", "smart_197_raw"], ["vendor"])
+
+
+def test_weighted_reference_is_drawn_by_its_weights():
+    """A sampled training table (every failure, a share of the censored rows, weighted) stands
+    for the fleet in the drift reference, not for its own over-share of failures."""
+    from diskrisk.drift import _sample
+
+    table = pd.DataFrame({"failed": [True] * 1000 + [False] * 1000})
+    weight = np.where(table["failed"], 1.0, 99.0)  # 1 % failures in the fleet it stands for
+    drawn = _sample(table, 5000, seed=0, weight=weight)
+    assert len(drawn) == 2000  # never more rows than the table
+    assert drawn["failed"].mean() == pytest.approx(0.01, abs=0.01)
+    assert _sample(table, 5000, seed=0)["failed"].mean() == 0.5  # unweighted: as it is

@@ -20,6 +20,7 @@ from diskrisk.models import (
     FAMILIES,
     ModelError,
     ParamsError,
+    breslow,
     make_model,
     validate_params,
     warm_start,
@@ -216,7 +217,7 @@ def test_warm_start_on_new_data(fitted, test):
 
 def test_censored_subsampling_keeps_events(train):
     model = make_model("gbsa", {"n_estimators": 20, "max_censored_rows": 500}).fit(train)
-    rows, weight = model._sample(*_target(train))
+    rows, weight = model._sample(*_target(train), None)
     n_events = train["event"].sum()
     assert train["event"].to_numpy()[rows].sum() == n_events
     assert len(rows) == n_events + 500
@@ -226,6 +227,87 @@ def test_censored_subsampling_keeps_events(train):
     p_sub = 1 - model.predict_survival(train, (90,)).mean()
     p_full = 1 - full.predict_survival(train, (90,)).mean()
     assert p_sub == pytest.approx(p_full, rel=0.25)
+
+
+def _ipw_sample(df: pd.DataFrame, keep: int, seed: int = 0) -> pd.DataFrame:
+    """Every failure and ``keep`` censored rows weighted n_censored / keep (as the dataset
+    stage samples a fleet's stacked table)."""
+    censored = df.index[~df["event"]]
+    kept = np.random.default_rng(seed).choice(censored, keep, replace=False)
+    out = df.loc[df["event"] | df.index.isin(kept)].copy()
+    out["weight"] = np.where(out["event"], 1.0, len(censored) / keep)
+    return out.reset_index(drop=True)
+
+
+def test_breslow_with_unit_weights_is_sksurvs():
+    from sksurv.linear_model.coxph import BreslowEstimator
+
+    rng = np.random.default_rng(0)
+    time_ = rng.integers(1, 40, 500).astype(float)  # many ties
+    event = rng.random(500) < 0.3
+    f = rng.normal(size=500)
+    times, s0 = breslow(f, time_, event)
+    ref = BreslowEstimator().fit(f, event, time_).baseline_survival_
+    np.testing.assert_allclose(s0, ref(times), rtol=1e-10)
+    # integer weights are duplicated rows
+    w = rng.integers(1, 4, 500)
+    dup = np.repeat(np.arange(500), w)
+    t2, s2 = breslow(f[dup], time_[dup], event[dup])
+    t3, s3 = breslow(f, time_, event, w.astype(float))
+    np.testing.assert_allclose(s3, s2, rtol=1e-10)
+    np.testing.assert_array_equal(t3, t2)
+
+
+def test_km_weights_are_duplicated_rows(train):
+    w = np.random.default_rng(1).integers(1, 4, len(train))
+    weighted = make_model("km").fit(train.assign(weight=w.astype(float)))
+    duplicated = make_model("km").fit(train.loc[train.index.repeat(w)].reset_index(drop=True))
+    np.testing.assert_allclose(
+        weighted.predict_survival(test_frame := train.head(200), HORIZONS),
+        duplicated.predict_survival(test_frame, HORIZONS),
+        rtol=1e-9,
+    )
+    assert weighted.n_train_ == duplicated.n_train_ == int(w.sum())
+
+
+@pytest.mark.parametrize("family", ["coxph", "weibull_aft", "coxnet", "km", "gbsa", "ensemble"])
+def test_weighted_sample_stands_for_the_full_table(family):
+    """Fitted on every failure and a tenth of the censored rows, weighted, a family predicts
+    about the failure probability of its fit on the whole table; the same sample unweighted
+    over-states it (failures are over-represented in it): the weights are used."""
+    full = make_frame(6000, seed=11)
+    sample = _ipw_sample(full, keep=int((~full["event"]).sum() // 10))
+    params = FAST.get(family)
+    p_full = 1 - make_model(family, params).fit(full).predict_survival(full, (90,)).mean()
+    weighted = make_model(family, params).fit(sample)
+    p_weighted = 1 - weighted.predict_survival(full, (90,)).mean()
+    unweighted = make_model(family, params).fit(sample.drop(columns="weight"))
+    p_unweighted = 1 - unweighted.predict_survival(full, (90,)).mean()
+    assert p_weighted == pytest.approx(p_full, rel=0.25)
+    assert p_unweighted > 2 * p_full
+    assert weighted.n_train_ == pytest.approx(len(full), rel=0.01)
+    if family != "km":  # and it still ranks the drives
+        c = concordance_index_censored(
+            full["event"].to_numpy(bool),
+            full["duration_days"].to_numpy(float),
+            weighted.predict_risk(full),
+        )[0]
+        assert c > 0.7
+
+
+def test_coxnet_baseline_with_unit_weights_is_sksurvs(train):
+    model = make_model("coxnet").fit(train.assign(weight=1.0))
+    X = model._transform(train)
+    ours = model.predict_survival(train, HORIZONS)
+    theirs = np.stack(
+        [fn(np.asarray(HORIZONS, float)) for fn in model.estimator_.predict_survival_function(X)]
+    )
+    np.testing.assert_allclose(ours, np.clip(theirs, 1 / (len(train) + 1), 1), rtol=1e-6)
+
+
+def test_bad_weights_are_refused(train):
+    with pytest.raises(ModelError, match="weight"):
+        make_model("coxph").fit(train.assign(weight=0.0))
 
 
 def _target(df):

@@ -213,3 +213,57 @@ def test_a_lake_too_short_for_the_test_windows_is_a_short_lake_error(monkeypatch
         with pytest.raises(ShortLakeError, match=f"{n} lake days up to {days[n - 1]} cannot hold"):
             training_plan(days[:n], t)
     assert issubclass(ShortLakeError, RuntimeError)  # callers catching RuntimeError still do
+
+
+# --- the tables built in DuckDB (the dataset stage) ------------------------------------------------
+def _frame(path) -> pd.DataFrame:
+    df = pd.read_parquet(path)
+    df["snapshot_date"] = df["snapshot_date"].astype("datetime64[ns]")
+    return df
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    b = b.assign(snapshot_date=b["snapshot_date"].astype("datetime64[ns]"))
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+
+def test_write_tables_are_the_pandas_tables(tables, days, con, tmp_path):
+    p, full, trains, tests = tables
+    out = oot.write_tables(con, p, days[-1], 20, tmp_path)
+    train = _frame(out.train())
+    assert (train["weight"] == 1.0).all() and out.censored_weight == 1.0
+    _same(train.drop(columns="weight"), full)
+    assert (out.rows, out.events, out.population_rows) == (len(full), full["event"].sum(), len(full))
+    for sp in p.splits:
+        _same(_frame(out.train(sp.origin)).drop(columns="weight"), trains[sp.name])
+        _same(_frame(out.test(sp.origin)), tests[sp.name])
+        assert out.test_events[sp.name] == tests[sp.name]["event"].sum()
+    _same(_frame(out.holdout), pd.concat([tests[sp.name] for sp in p.splits]))
+
+
+def test_write_tables_samples_censored_rows_with_weights(tables, days, con, tmp_path):
+    p, full, _, tests = tables
+    n_censored = int((~full["event"]).sum())
+    out = oot.write_tables(con, p, days[-1], 20, tmp_path / "a", max_censored_rows=2000, seed=3)
+    train = _frame(out.train())
+    failed, kept = train[train["event"]], train[~train["event"]]
+    assert len(failed) == full["event"].sum() == out.events  # every failure kept
+    assert len(kept) == 2000 == out.rows - out.events
+    assert (failed["weight"] == 1).all()
+    assert kept["weight"].to_numpy() == pytest.approx(n_censored / 2000)
+    assert train["weight"].sum() == pytest.approx(len(full)) and out.population_rows == len(full)
+    key = ["serial_number", "snapshot_date"]
+    assert not train.duplicated(key).any()
+    assert len(train.merge(full, on=key)) == len(train)  # rows of the stack, not made up
+    # a split's table is the sampled table censored at its origin (same rows and weights)
+    for sp in p.splits:
+        expected = oot.train_frame(train, sp.origin)
+        _same(_frame(out.train(sp.origin)), expected)
+        _same(_frame(out.test(sp.origin)), tests[sp.name])  # tests are never sampled
+    # seeded: the same draw again, another seed draws other rows
+    again = oot.write_tables(con, p, days[-1], 20, tmp_path / "b", max_censored_rows=2000, seed=3)
+    _same(_frame(again.train()), train)
+    other = oot.write_tables(con, p, days[-1], 20, tmp_path / "c", max_censored_rows=2000, seed=4)
+    assert set(map(tuple, _frame(other.train())[key].to_numpy())) != set(
+        map(tuple, train[key].to_numpy())
+    )

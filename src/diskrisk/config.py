@@ -210,6 +210,12 @@ class TrainSettings(EnvFileSettings):
     oot_block_days: int | None = Field(None, ge=2, description="test window; default: lake/6")
     seed: int = 0
     n_bootstrap: int = Field(200, ge=0)
+    max_censored_rows: int = Field(
+        250_000,
+        ge=1,
+        description="censored rows kept in the training tables, weighted (diskrisk.oot."
+        "write_tables); every failure is kept. Above the stack's size: no sampling",
+    )
 
 
 class PromotionSettings(EnvFileSettings):

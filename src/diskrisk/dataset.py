@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -32,6 +34,8 @@ class DatasetRef:
     ``train_key``: landmarks stacked over the whole window (the production fit);
     ``splits``: per rolling origin, its training and test tables (the out-of-time yardstick);
     ``holdout_key``: every split's test rows together (tagged with their split).
+    ``rows``/``events`` count the stored training table; with censored rows sampled
+    (``censored_weight`` > 1) it stands for ``population_rows`` stacked rows.
     """
 
     cutoff: str
@@ -44,6 +48,8 @@ class DatasetRef:
     holdout_events: int
     splits: list[dict[str, Any]] = field(default_factory=list)
     plan: dict[str, Any] = field(default_factory=dict)
+    population_rows: int = 0  # stacked rows before censored rows were sampled (0: not known)
+    censored_weight: float = 1.0  # weight of each kept censored row (1: none sampled)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -75,7 +81,8 @@ def prepare_dataset(
     settings: TrainSettings | None = None,
 ) -> DatasetRef:
     """Stacked landmark tables of the lake up to ``cutoff`` (default: its newest day) and the
-    rolling-origin splits (:mod:`diskrisk.oot`), written to S3 under a content-derived key."""
+    rolling-origin splits (:mod:`diskrisk.oot`), built in DuckDB and written to S3 under a
+    content-derived key; no table passes through pandas."""
     t = settings or TrainSettings()
     prefix = lake_prefix() if prefix is None else prefix
     manifest = lake.read_manifest(prefix).get("days", {})
@@ -87,38 +94,48 @@ def prepare_dataset(
     cut = days[-1]
     p = training_plan(days, t)
     used = {d: manifest[d].get("parquet_sha256", "") for d in days}
-    ident = hashlib.sha256(
-        json.dumps([cut, t.lookback_days, p.to_dict(), used], sort_keys=True).encode()
-    ).hexdigest()[:16]
+    recipe = [cut, t.lookback_days, p.to_dict(), used, t.max_censored_rows, t.seed]
+    ident = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     base = layout.dataset(cut, ident, prefix)
-    con = lake.connect(prefix)
-    full = oot.stacked(p.landmarks, cut, t.lookback_days, con=con)
-    s3.put_parquet(f"{base}/train.parquet", full)
-    splits, tests = [], []
-    for sp in p.splits:
-        test = oot.test_frame(sp, t.lookback_days, con=con)
-        keys = {
-            "train_key": f"{base}/{sp.origin}/train.parquet",
-            "test_key": f"{base}/{sp.origin}/test.parquet",
-        }
-        s3.put_parquet(keys["train_key"], oot.train_frame(full, sp.origin))
-        s3.put_parquet(keys["test_key"], test)
-        tests.append(test)
-        splits.append({"origin": sp.origin, **keys, "test_events": int(test["event"].sum())})
-    holdout = pd.concat(tests, ignore_index=True)
-    s3.put_parquet(f"{base}/holdout.parquet", holdout)
+    with tempfile.TemporaryDirectory(prefix="diskrisk-dataset-") as tmp:
+        tables = oot.write_tables(
+            lake.connect(prefix),
+            p,
+            cut,
+            t.lookback_days,
+            Path(tmp),
+            max_censored_rows=t.max_censored_rows,
+            seed=t.seed,
+        )
+        splits = []
+        for sp in p.splits:
+            keys = {
+                "train_key": f"{base}/{sp.origin}/train.parquet",
+                "test_key": f"{base}/{sp.origin}/test.parquet",
+            }
+            _upload(tables.train(sp.origin), keys["train_key"])
+            _upload(tables.test(sp.origin), keys["test_key"])
+            splits.append({"origin": sp.origin, **keys, "test_events": tables.test_events[sp.name]})
+        _upload(tables.train(), f"{base}/train.parquet")
+        _upload(tables.holdout, f"{base}/holdout.parquet")
     return DatasetRef(
         cut,
         t.lookback_days,
         f"{base}/train.parquet",
         f"{base}/holdout.parquet",
         used,
-        len(full),
-        int(full["event"].sum()),
-        int(holdout["event"].sum()),
+        tables.rows,
+        tables.events,
+        tables.holdout_events,
         splits,
         p.to_dict(),
+        tables.population_rows,
+        tables.censored_weight,
     )
+
+
+def _upload(path: Path, key: str) -> None:
+    s3.put_if_changed(key, path.read_bytes(), "application/vnd.apache.parquet")
 
 
 def read_table(key: str) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
@@ -106,7 +107,9 @@ def check_drift(
     if not usable_num and not usable_cat:
         raise ValueError(f"no feature can be tested for drift: {skipped}")
     cols = usable_num + usable_cat
-    ref = _sample(reference[cols], s.max_rows, seed)
+    from diskrisk.models import case_weights
+
+    ref = _sample(reference[cols], s.max_rows, seed, case_weights(reference))
     cur = _sample(current[cols], s.max_rows, seed)
     for col in usable_cat:
         ref[col], cur[col] = ref[col].astype(str), cur[col].astype(str)
@@ -130,7 +133,12 @@ def check_drift(
     return _summarise(snapshot.dict(), s, skipped, len(ref), len(cur)), snapshot
 
 
-def _sample(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+def _sample(df: pd.DataFrame, n: int, seed: int, weight: np.ndarray | None = None) -> pd.DataFrame:
+    """At most ``n`` rows; a weighted table (censored rows sampled for training) is drawn by
+    its weights, with replacement, so the sample stands for the fleet and not for a table in
+    which failures are over-represented."""
+    if weight is not None:
+        return df.sample(n=min(n, len(df)), weights=weight, replace=True, random_state=seed)
     return (df.sample(n=n, random_state=seed) if len(df) > n else df).copy()
 
 

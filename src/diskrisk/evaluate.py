@@ -5,12 +5,14 @@ share: calibration against Kaplan-Meier per risk decile (lifelines), permutation
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from diskrisk.concordance import harrell_c
-from diskrisk.models import RiskModel, survival_target
+from diskrisk.models import RiskModel, case_weights, survival_target
 
 
 def _km_failure(time: np.ndarray, event: np.ndarray, horizon: float) -> float:
@@ -97,16 +99,24 @@ def plot_calibration(table: pd.DataFrame, title: str = "") -> Figure:
 def plot_km_by_vendor(df: pd.DataFrame, top_k: int = 6) -> Figure:
     """Kaplan-Meier survival of the landmark outcome per vendor (the ``top_k`` largest)."""
     from lifelines import KaplanMeierFitter
+    from lifelines.exceptions import StatisticalWarning
 
     time, event = survival_target(df)
+    weight = case_weights(df)
+    w = np.ones(len(df)) if weight is None else weight  # a sampled table: counts it stands for
     vendor = df["vendor"].fillna("unknown") if "vendor" in df else pd.Series("all", df.index)
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     for name in vendor.value_counts().index[:top_k]:
         m = (vendor == name).to_numpy()
-        KaplanMeierFitter().fit(
-            time[m], event[m], label=f"{name} (n={m.sum()}, failed={event[m].sum()})"
-        ).plot_survival_function(ax=ax)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StatisticalWarning)  # fractional weights
+            KaplanMeierFitter().fit(
+                time[m],
+                event[m],
+                weights=w[m],
+                label=f"{name} (n={w[m].sum():.0f}, failed={event[m].sum()})",
+            ).plot_survival_function(ax=ax)
     ax.set(xlabel="days after snapshot", ylabel="S(t)", title="Kaplan-Meier by vendor")
     return fig
 

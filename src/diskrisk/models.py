@@ -50,10 +50,12 @@ over-state failure probabilities.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -70,6 +72,7 @@ from diskrisk.families import registry as family_registry
 
 DURATION = "duration_days"
 EVENT = "event"
+WEIGHT = "weight"  # case weight of a sampled training table (diskrisk.oot.write_tables)
 SMART_COLUMN = re.compile(r"^smart_\d+_raw(_d7|_d30)?$")
 _NUMERIC_BASE = ("age_days", "capacity_bytes")
 _CATEGORICAL = "vendor"
@@ -380,6 +383,53 @@ def survival_target(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return time, event
 
 
+def case_weights(df: pd.DataFrame) -> np.ndarray | None:
+    """The rows' case weights (column ``weight``), or None when every row weighs 1."""
+    if WEIGHT not in df.columns:
+        return None
+    w = df[WEIGHT].to_numpy(dtype=float)
+    if not np.isfinite(w).all() or (w <= 0).any():
+        raise ModelError(f"{WEIGHT} must be positive and finite for every row")
+    return None if np.all(w == 1.0) else w
+
+
+@contextlib.contextmanager
+def _fractional_weights_ok() -> Iterator[None]:
+    """lifelines warns that non-integer weights need robust standard errors; the models here
+    use point estimates only."""
+    from lifelines.exceptions import StatisticalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)
+        yield
+
+
+def breslow(
+    risk_score: np.ndarray, time: np.ndarray, event: np.ndarray, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Breslow's baseline survival of a Cox-type model with case weights ``w``:
+
+    H0(t) = sum over failure times t_i <= t of d_i / sum_{j: t_j >= t_i} w_j exp(f_j),
+
+    d_i the weighted failures at t_i, f the fitted log hazard; S0 = exp(-H0). With unit weights
+    it is sksurv's ``BreslowEstimator`` (tested), which takes no weights: a sampled table needs
+    them, or the failures it keeps whole would inflate the hazard. Returns (failure times, S0).
+    """
+    w = np.ones(time.size) if weight is None else np.asarray(weight, dtype=float)
+    times, inverse = np.unique(time, return_inverse=True)
+    at_time = np.bincount(inverse, weights=w * np.exp(risk_score), minlength=times.size)
+    at_risk = np.cumsum(at_time[::-1])[::-1]
+    failed = np.bincount(inverse, weights=w * event, minlength=times.size)
+    keep = failed > 0
+    return times[keep], np.exp(-np.cumsum(failed[keep] / at_risk[keep]))
+
+
+def _cox_survival(baseline: tuple[np.ndarray, np.ndarray], f: np.ndarray, h: np.ndarray):
+    """S(t | x) = S0(t) ** exp(f(x))."""
+    base = step_at(baseline[0], baseline[1], h)
+    return base[None, :] ** np.exp(f)[:, None]
+
+
 def _surv(event: np.ndarray, time: np.ndarray) -> np.ndarray:
     from sksurv.util import Surv
 
@@ -391,6 +441,12 @@ def _check_horizons(horizons: Iterable[float]) -> np.ndarray:
     if h.ndim != 1 or h.size == 0 or not np.isfinite(h).all() or (h <= 0).any():
         raise ValueError(f"horizons must be positive finite days, got {horizons!r}")
     return h
+
+
+def _represented(df: pd.DataFrame) -> int:
+    """Drive-snapshots a training table stands for (its weights' sum when sampled)."""
+    w = case_weights(df)
+    return len(df) if w is None else round(float(w.sum()))
 
 
 def step_at(times: np.ndarray, values: np.ndarray, horizons: np.ndarray) -> np.ndarray:
@@ -438,7 +494,7 @@ class RiskModel(ABC):
         X = self._fit_transform(df) if self.uses_covariates else None
         self._fit(X, time, event, df)
         self.train_max_time_ = float(time.max())
-        self.n_train_, self.n_train_events_ = len(df), int(event.sum())
+        self.n_train_, self.n_train_events_ = _represented(df), int(event.sum())
         if self.uses_covariates:
             self._check_fit(df, time, event)
         return self
@@ -530,7 +586,7 @@ class RiskModel(ABC):
 
 # --------------------------------------------------------------------------- lifelines families
 
-_T, _E = "__duration", "__event"
+_T, _E, _W = "__duration", "__event", "__weight"
 
 
 class _LifelinesModel(RiskModel):
@@ -541,7 +597,13 @@ class _LifelinesModel(RiskModel):
 
     def _fit(self, X, time, event, df):
         data = X.assign(**{_T: time, _E: event.astype(int)})
-        self.fitter_ = self._make_fitter().fit(data, duration_col=_T, event_col=_E)
+        w = case_weights(df)
+        if w is not None:
+            data[_W] = w
+        with _fractional_weights_ok():
+            self.fitter_ = self._make_fitter().fit(
+                data, duration_col=_T, event_col=_E, weights_col=None if w is None else _W
+            )
 
     def _survival(self, X, df, h):
         return self.fitter_.predict_survival_function(X, times=h).to_numpy().T
@@ -597,23 +659,25 @@ class _SksurvModel(RiskModel):
 
 
 class _TreeModel(_SksurvModel):
-    def _sample(self, time, event):
-        """Rows to fit on and their weights (censored subsampling, see module docstring)."""
+    def _sample(self, time, event, base):
+        """Rows to fit on and their weights (censored subsampling, see module docstring), on
+        top of the table's own case weights ``base``."""
         cap, censored = self.params["max_censored_rows"], np.flatnonzero(~event)
         if cap is None or censored.size <= cap:
-            return np.arange(time.size), None
+            return np.arange(time.size), base
         rng = np.random.default_rng(self.params["random_state"])
         rows = np.sort(np.concatenate([np.flatnonzero(event), rng.choice(censored, cap, False)]))
         weight = np.where(event[rows], 1.0, censored.size / cap)
-        return rows, weight
+        return rows, weight if base is None else weight * base[rows]
 
     def _fit(self, X, time, event, df):
-        rows, weight = self._sample(time, event)
+        base = case_weights(df)
+        rows, weight = self._sample(time, event, base)
         self.estimator_ = self._make_estimator()
         self.estimator_.fit(X.iloc[rows], _surv(event[rows], time[rows]), sample_weight=weight)
-        self._after_fit(X, time, event)
+        self._after_fit(X, time, event, base)
 
-    def _after_fit(self, X, time, event) -> None:
+    def _after_fit(self, X, time, event, weight) -> None:
         """Hook run after (warm-started) fitting, with the full training data."""
 
     @property
@@ -627,7 +691,8 @@ class _TreeModel(_SksurvModel):
             raise ValueError("extra_estimators must be >= 1")
         time, event = survival_target(df)
         X = self._transform(df)
-        rows, weight = self._sample(time, event)
+        base = case_weights(df)
+        rows, weight = self._sample(time, event, base)
         if not self._can_warm_start(time[rows], event[rows]):
             self.params = {
                 **self.params,
@@ -638,10 +703,10 @@ class _TreeModel(_SksurvModel):
         self.estimator_.set_params(warm_start=True, n_estimators=n)
         self.estimator_.fit(X.iloc[rows], _surv(event[rows], time[rows]), sample_weight=weight)
         self.estimator_.set_params(warm_start=False)
-        self._after_fit(X, time, event)
+        self._after_fit(X, time, event, base)
         self.params = {**self.params, "n_estimators": n}
         self.train_max_time_ = max(self.train_max_time_ or 0.0, float(time.max()))
-        self.n_train_, self.n_train_events_ = len(df), int(event.sum())
+        self.n_train_, self.n_train_events_ = _represented(df), int(event.sum())
         return self
 
     def _can_warm_start(self, time, event) -> bool:
@@ -701,16 +766,15 @@ class GBSAModel(_TreeModel):
             random_state=p["random_state"],
         )
 
-    def _after_fit(self, X, time, event):
-        from sksurv.linear_model.coxph import BreslowEstimator
-
-        self.baseline_ = BreslowEstimator().fit(self.estimator_.predict(X), event, time)
+    def _after_fit(self, X, time, event, weight):
+        self.baseline_ = breslow(self.estimator_.predict(X), time, event, weight)
 
     def _survival(self, X, df, h):
-        """S(t | x) = S0(t) ** exp(f(x)), S0 by Breslow on the full training frame."""
-        s0 = self.baseline_.baseline_survival_
-        base = step_at(np.asarray(s0.x, dtype=float), np.asarray(s0.y, dtype=float), h)
-        return base[None, :] ** np.exp(self.estimator_.predict(X))[:, None]
+        """S(t | x) = S0(t) ** exp(f(x)), S0 by weighted Breslow on the full training frame."""
+        if not isinstance(self.baseline_, tuple):  # pickled before the weighted Breslow
+            s0 = self.baseline_.baseline_survival_
+            self.baseline_ = (np.asarray(s0.x, dtype=float), np.asarray(s0.y, dtype=float))
+        return _cox_survival(self.baseline_, self.estimator_.predict(X), h)
 
     def feature_importance(self):
         return pd.Series(
@@ -732,6 +796,16 @@ class CoxnetModel(_SksurvModel):
             max_iter=p["max_iter"],
             fit_baseline_model=True,
         ).fit(X, _surv(event, time))
+        # sksurv's coxnet takes no case weights: on a sampled table the coefficients are
+        # fitted on the sample as it is (its risk sets hold every failure but a share of the
+        # censored drives; the out-of-time C measures what that costs), while the baseline
+        # hazard, and so every probability, uses the weights.
+        self.baseline_ = breslow(self.estimator_.predict(X), time, event, case_weights(df))
+
+    def _survival(self, X, df, h):
+        if getattr(self, "baseline_", None) is None:  # pickled before the weighted baseline
+            return super()._survival(X, df, h)
+        return _cox_survival(self.baseline_, self.estimator_.predict(X), h)
 
     def feature_importance(self):
         coef = self.estimator_.coef_[:, -1]  # last alpha of the path, the one predictions use
@@ -748,7 +822,9 @@ class KaplanMeierModel(RiskModel):
     def _fit(self, X, time, event, df):
         from lifelines import KaplanMeierFitter
 
-        self.landmark_ = KaplanMeierFitter().fit(time, event)
+        w = case_weights(df)
+        with _fractional_weights_ok():
+            self.landmark_ = KaplanMeierFitter().fit(time, event, weights=w)
         self.age_ = None
         if self.params["time_scale"] == "age":
             entry, exit_ = _age_interval(df, time)
@@ -758,7 +834,10 @@ class KaplanMeierModel(RiskModel):
             from lifelines.exceptions import StatError
 
             try:
-                self.age_ = KaplanMeierFitter().fit(exit_[ok], event[ok], entry=entry[ok])
+                with _fractional_weights_ok():
+                    self.age_ = KaplanMeierFitter().fit(
+                        exit_[ok], event[ok], entry=entry[ok], weights=None if w is None else w[ok]
+                    )
             except StatError as exc:  # e.g. a short window: too few early entries per event
                 raise ModelError(f"km(time_scale='age'): {exc}") from None
         self.input_columns_ = ["age_days"]  # read only on the age scale; keeps a signature
@@ -816,11 +895,18 @@ class EnsembleModel(RiskModel):
     def fit(self, df: pd.DataFrame) -> RiskModel:
         time, event = survival_target(df)
         self.members_ = [make_model(f).fit(df) for f in self.params["members"]]
-        self.reference_ = [np.sort(m.predict_risk(df)) for m in self.members_]
+        w = case_weights(df)
+        w = np.ones(len(df)) if w is None else w
+        self.reference_, self.reference_cdf_ = [], []
+        for m in self.members_:
+            risk = m.predict_risk(df)
+            order = np.argsort(risk, kind="stable")
+            self.reference_.append(risk[order])
+            self.reference_cdf_.append(np.cumsum(w[order]) / w.sum())
         self.input_columns_ = sorted({c for m in self.members_ for c in m.input_columns_})
         self.feature_names_ = self.input_columns_
         self.train_max_time_ = float(time.max())
-        self.n_train_, self.n_train_events_ = len(df), int(event.sum())
+        self.n_train_, self.n_train_events_ = _represented(df), int(event.sum())
         return self
 
     def _transform(self, df: pd.DataFrame) -> pd.DataFrame | None:
@@ -830,10 +916,12 @@ class EnsembleModel(RiskModel):
         raise NotImplementedError
 
     def _risk(self, X, df):
-        ranks = [
-            np.searchsorted(ref, m.predict_risk(df), side="right") / ref.size
-            for m, ref in zip(self.members_, self.reference_, strict=True)
-        ]
+        cdfs = getattr(self, "reference_cdf_", None)  # pickled before weights: uniform
+        ranks = []
+        for k, (m, ref) in enumerate(zip(self.members_, self.reference_, strict=True)):
+            idx = np.searchsorted(ref, m.predict_risk(df), side="right")
+            cdf = cdfs[k] if cdfs else np.arange(1, ref.size + 1) / ref.size
+            ranks.append(np.where(idx > 0, cdf[np.maximum(idx - 1, 0)], 0.0))
         return np.mean(ranks, axis=0)
 
     def _survival(self, X, df, h):

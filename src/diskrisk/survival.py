@@ -150,6 +150,48 @@ def snapshot_features(
     return _types(df)[feature_columns(smart_ids)]
 
 
+def survival_sql(
+    cutoff: date | str,
+    lookback: int,
+    present: set[str],
+    *,
+    end: date | str | None = None,
+    smart_ids: Sequence[int] = DEFAULT_SMART_IDS,
+) -> str:
+    """The query behind :func:`survival_dataset` (columns in contract order, ``snapshot_date``
+    a TIMESTAMP), for callers that keep the result in DuckDB or write it straight to Parquet."""
+    s = _as_date(cutoff)
+    end_sql = f"AND date <= DATE '{_as_date(end)}'" if end is not None else ""
+    covariates = ", ".join(
+        "CAST(snapshot_date AS TIMESTAMP) AS snapshot_date" if c == "snapshot_date" else c
+        for c in feature_columns(smart_ids)
+    )
+    return f"""
+    WITH feats AS ({_features_sql(s, lookback, smart_ids, present)}),
+    failed_before AS (
+        SELECT DISTINCT serial_number FROM lake WHERE failure = 1 AND date <= DATE '{s}'
+    ),
+    after AS (
+        SELECT serial_number,
+               min(date) FILTER (WHERE failure = 1) AS first_failure,
+               max(date) AS last_seen
+        FROM lake WHERE date > DATE '{s}' {end_sql}
+        GROUP BY serial_number
+    ),
+    outcome AS (
+        SELECT f.*,
+               CAST(coalesce(a.first_failure, a.last_seen) - DATE '{s}' AS BIGINT) AS duration_days,
+               a.first_failure IS NOT NULL AS event
+        FROM feats f
+        JOIN after a USING (serial_number)
+        ANTI JOIN failed_before b USING (serial_number)
+    )
+    SELECT {covariates}, duration_days, event,
+           age_days AS entry_age_days, age_days + duration_days AS exit_age_days
+    FROM outcome
+    """
+
+
 def survival_dataset(
     cutoff: date | str,
     lookback: int = 30,
@@ -165,36 +207,10 @@ def survival_dataset(
     ``end`` truncates follow-up (observations after it are ignored), which is what a time-based
     split needs.
     """
-    s = _as_date(cutoff)
-    end_sql = f"AND date <= DATE '{_as_date(end)}'" if end is not None else ""
     con = _con(con, prefix, root)
     present = set(lake.lake_columns(con))
-    sql = f"""
-    WITH feats AS ({_features_sql(s, lookback, smart_ids, present)}),
-    failed_before AS (
-        SELECT DISTINCT serial_number FROM lake WHERE failure = 1 AND date <= DATE '{s}'
-    ),
-    after AS (
-        SELECT serial_number,
-               min(date) FILTER (WHERE failure = 1) AS first_failure,
-               max(date) AS last_seen
-        FROM lake WHERE date > DATE '{s}' {end_sql}
-        GROUP BY serial_number
-    )
-    SELECT f.*,
-           CAST(coalesce(a.first_failure, a.last_seen) - DATE '{s}' AS BIGINT) AS duration_days,
-           a.first_failure IS NOT NULL AS event
-    FROM feats f
-    JOIN after a USING (serial_number)
-    ANTI JOIN failed_before b USING (serial_number)
-    ORDER BY serial_number
-    """
-    df = _types(con.execute(sql).df())
-    df["entry_age_days"] = df["age_days"]
-    df["exit_age_days"] = df["age_days"] + df["duration_days"]
-    return df[
-        [*feature_columns(smart_ids), "duration_days", "event", "entry_age_days", "exit_age_days"]
-    ].reset_index(drop=True)
+    sql = survival_sql(cutoff, lookback, present, end=end, smart_ids=smart_ids)
+    return _types(con.execute(sql + " ORDER BY serial_number").df()).reset_index(drop=True)
 
 
 def _types(df: pd.DataFrame) -> pd.DataFrame:
