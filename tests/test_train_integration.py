@@ -87,3 +87,101 @@ def test_operator_commands_use_the_out_of_time_splits(stack_env, backblaze_dir, 
     rows = {r["version"]: r for r in Registry.connect().list()}
     assert rows[int(first["version"])]["aliases"].find("champion") >= 0
     assert all(r["decision"] for r in rows.values())
+
+
+@pytest.fixture
+def lake(stack_env, backblaze_dir, isolated, monkeypatch):
+    """The isolated lake of the real 2013 days, trained on by one fixed code revision (the
+    repository's HEAD may move while a test runs)."""
+    from diskrisk import pipeline
+
+    monkeypatch.setenv("DISKRISK_GIT_REVISION", f"{isolated}-revision")
+    pipeline.build_lake(pipeline.collect(str(backblaze_dir), "2013-04-10", "2013-05-04"))
+    return pipeline
+
+
+def _refitted(champion, ours, ref, registry):
+    """The paired figures of the refit path: the champion's recipe fitted on every split."""
+    from diskrisk import oot, train
+    from diskrisk.config import TrainSettings
+
+    t = TrainSettings()
+    theirs = train.oot_predictions(train.recipe(champion, registry), ref).frame
+    return oot.paired_difference(ours, theirs, n=t.n_bootstrap, seed=t.seed)
+
+
+def _source(registry, version):
+    from diskrisk.promote import SOURCE_TAG
+
+    return registry.client.get_model_version(registry.name, version).tags[SOURCE_TAG]
+
+
+def test_judging_reuses_the_predictions_a_version_logged_of_the_champions_recipe(lake, monkeypatch):
+    from diskrisk import oot, promote
+    from diskrisk.config import TrainSettings
+    from diskrisk.dataset import DatasetRef
+    from diskrisk.registry import CHAMPION, Registry
+
+    ref = DatasetRef.from_json(lake.dataset())
+    first = lake.train("coxph", ref.to_json())
+    assert lake.promote([first], ref.to_json())["promote"]
+    same = lake.train("coxph", ref.to_json())  # the daily run's challenger of the champion's recipe
+    other = lake.train("coxph", ref.to_json(), {"penalizer": 0.5})  # the one judged
+    registry = Registry.connect()
+    champion = registry.require(CHAMPION)
+    ours = promote.run_predictions(other["run_id"])
+
+    def refit(*args, **kwargs):
+        raise AssertionError("the champion's recipe was refitted")
+
+    with monkeypatch.context() as m:
+        m.setattr(promote, "oot_predictions", refit)
+        m.setattr(promote, "recipe", refit)
+        reused = promote.judge_version(
+            other["version"], other["run_id"], other["harrell_c"], ref, registry=registry
+        )
+        theirs, source = promote.champion_predictions(champion, ref, registry)
+    # the newest version of the recipe; not the judged one (other params)
+    assert _source(registry, other["version"]) == source == f"reused from version {same['version']}"
+
+    # the figures are those of the refit path (fitting is seeded)
+    t = TrainSettings()
+    paired = oot.paired_difference(ours, theirs, n=t.n_bootstrap, seed=t.seed)
+    refitted = _refitted(champion, ours, ref, registry)
+    assert paired == refitted
+    assert reused.champion_c == refitted["c_b"]
+    assert reused.gain_ci == (refitted["gain_ci_low"], refitted["gain_ci_high"])
+
+    # predictions logged by another code revision are not the recipe's of today: refitted
+    monkeypatch.setenv("DISKRISK_GIT_REVISION", "another-revision")
+    assert promote.champion_predictions(champion, ref, registry)[1] == "refitted"
+
+
+def test_judging_refits_the_champion_when_no_version_logged_its_recipe(lake, monkeypatch):
+    from diskrisk import promote
+    from diskrisk.dataset import DatasetRef
+    from diskrisk.registry import CHAMPION, Registry
+
+    older = DatasetRef.from_json(lake.dataset("2013-05-02"))
+    ref = DatasetRef.from_json(lake.dataset())
+    assert older.train_key != ref.train_key
+    first = lake.train("coxph", older.to_json())  # the champion's recipe, on other tables
+    assert lake.promote([first], older.to_json())["promote"]
+    other = lake.train("coxph", ref.to_json(), {"penalizer": 0.5})  # these tables, other params
+    registry = Registry.connect()
+    champion = registry.require(CHAMPION)
+    refits = []
+    real = promote.oot_predictions
+
+    def spy(make, on):
+        refits.append(on)
+        return real(make, on)
+
+    monkeypatch.setattr(promote, "oot_predictions", spy)
+    decision = promote.judge_version(
+        other["version"], other["run_id"], other["harrell_c"], ref, registry=registry
+    )
+    assert refits == [ref] and _source(registry, other["version"]) == "refitted"
+    refitted = _refitted(champion, promote.run_predictions(other["run_id"]), ref, registry)
+    assert decision.champion_c == refitted["c_b"]
+    assert decision.gain_ci == (refitted["gain_ci_low"], refitted["gain_ci_high"])
