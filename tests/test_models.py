@@ -235,7 +235,7 @@ def _ipw_sample(df: pd.DataFrame, keep: int, seed: int = 0) -> pd.DataFrame:
     censored = df.index[~df["event"]]
     kept = np.random.default_rng(seed).choice(censored, keep, replace=False)
     out = df.loc[df["event"] | df.index.isin(kept)].copy()
-    out["weight"] = np.where(out["event"], 1.0, len(censored) / keep)
+    out["weight"] = np.where(out["event"], 1.0, round(len(censored) / keep * 1024) / 1024)
     return out.reset_index(drop=True)
 
 

@@ -233,7 +233,11 @@ def test_write_tables_are_the_pandas_tables(tables, days, con, tmp_path):
     train = _frame(out.train())
     assert (train["weight"] == 1.0).all() and out.censored_weight == 1.0
     _same(train.drop(columns="weight"), full)
-    assert (out.rows, out.events, out.population_rows) == (len(full), full["event"].sum(), len(full))
+    assert (out.rows, out.events, out.population_rows) == (
+        len(full),
+        full["event"].sum(),
+        len(full),
+    )
     for sp in p.splits:
         _same(_frame(out.train(sp.origin)).drop(columns="weight"), trains[sp.name])
         _same(_frame(out.test(sp.origin)), tests[sp.name])
@@ -250,8 +254,10 @@ def test_write_tables_samples_censored_rows_with_weights(tables, days, con, tmp_
     assert len(failed) == full["event"].sum() == out.events  # every failure kept
     assert len(kept) == 2000 == out.rows - out.events
     assert (failed["weight"] == 1).all()
-    assert kept["weight"].to_numpy() == pytest.approx(n_censored / 2000)
-    assert train["weight"].sum() == pytest.approx(len(full)) and out.population_rows == len(full)
+    assert kept["weight"].to_numpy() == pytest.approx(n_censored / 2000, abs=1 / 2048)
+    assert (kept["weight"] * 1024).apply(float.is_integer).all()  # sums exact in floating point
+    assert train["weight"].sum() == pytest.approx(len(full), rel=1e-3)
+    assert out.population_rows == len(full)
     key = ["serial_number", "snapshot_date"]
     assert not train.duplicated(key).any()
     assert len(train.merge(full, on=key)) == len(train)  # rows of the stack, not made up
@@ -260,6 +266,9 @@ def test_write_tables_samples_censored_rows_with_weights(tables, days, con, tmp_
         expected = oot.train_frame(train, sp.origin)
         _same(_frame(out.train(sp.origin)), expected)
         _same(_frame(out.test(sp.origin)), tests[sp.name])  # tests are never sampled
+    # every family fits the sampled tables (lifelines' KM failed on inexact weight sums)
+    for table in [train, *(_frame(out.train(sp.origin)) for sp in p.splits)]:
+        make_model("km", {"time_scale": "landmark"}).fit(table)
     # seeded: the same draw again, another seed draws other rows
     again = oot.write_tables(con, p, days[-1], 20, tmp_path / "b", max_censored_rows=2000, seed=3)
     _same(_frame(again.train()), train)
