@@ -119,9 +119,10 @@ class Bench:
 
 
 # --- what the stages call (module-level: a spawned child imports them) -------------------------
-def history(src: str, drives: int, days: int, seed: int) -> dict[str, Any]:
-    """Generate and land ``days`` days one at a time; writes day ``days + 1`` into ``src``."""
-    from diskrisk import lake, synth
+def history(src: str, drives: int, days: int, seed: int, drop_raw: bool) -> dict[str, Any]:
+    """Generate and land ``days`` days one at a time; writes day ``days + 1`` into ``src``.
+    ``drop_raw``: once a day has landed, its raw object (every version) is deleted again."""
+    from diskrisk import lake, layout, synth
     from diskrisk.config import lake_prefix
 
     gen = synth.Generator("modern", drives, seed)
@@ -144,6 +145,8 @@ def history(src: str, drives: int, days: int, seed: int) -> dict[str, Any]:
         t_land += time.perf_counter() - t
         if summary.errors:
             raise RuntimeError(f"{day}: {summary.errors[0]}")
+        if drop_raw:
+            _purge(layout.raw(day, lake_prefix()))
         path.unlink()
         if (k + 1) % 10 == 0:
             print(f"    {k + 1}/{days} days landed ({t_land:.0f}s)", flush=True)
@@ -259,6 +262,14 @@ def main() -> int:
         help="the names of a kept run (fleet-TAG): its lake is the history, not landed again",
     )
     ap.add_argument("--src", help="with --reuse: the folder holding the new day's CSV")
+    ap.add_argument(
+        "--drop-raw",
+        action="store_true",
+        help="delete each history day's raw CSV once landed (a year of raw is ~75 GB)",
+    )
+    ap.add_argument(
+        "--backfill-only", action="store_true", help="stop after the history's training (b)"
+    )
     args = ap.parse_args()
     if args.reuse and not args.src:
         ap.error("--reuse needs --src, the folder with the new day's CSV (kept by --keep)")
@@ -286,41 +297,16 @@ def main() -> int:
     try:
         hist = None if args.reuse else b.stage(
             "history", f"generate + land {args.history} days", history, src, args.drives,
-            args.history, args.seed,
+            args.history, args.seed, args.drop_raw,
         )  # fmt: skip
         if hist:
             print(f"    generate {hist['generate_s']:.0f}s, land {hist['land_s']:.0f}s "
                   f"({hist['csv_mb'] / 1e3:.1f} GB CSV)", flush=True)  # fmt: skip
         training(b, "history", families)
         b.stage("history", "score (champion, HBase)", pipeline_call, "score")
-
-        part = "daily"
-        day_csv = str(Path(src) / f"{new_day}.csv")
-        t_day = time.perf_counter()
-        collected = b.stage(part, "collect (raw upload)", pipeline_call, "collect", src, new_day,
-                            new_day)  # fmt: skip
-        b.stage(part, "build_lake (validate, Parquet)", pipeline_call, "build_lake", collected)
-        b.stage(part, "stats", pipeline_call, "stats")
-        b.stage(part, "drift", pipeline_call, "drift")
-        training(b, part, families)
-        b.stage(part, "score (champion, HBase)", pipeline_call, "score")
-        daily = time.perf_counter() - t_day
-
-        ref = "reference"
-        b.stage(ref, "bare pyarrow.csv parse of the day", bare_parse, day_csv)
-        cutoff = (START + timedelta(days=args.history - 30)).isoformat()
-        b.stage(ref, f"survival table at {cutoff}, memory limit", survival_table, cutoff, lookback)
-        b.stage(ref, "same, one DuckDB query, defaults", one_duckdb_query, cutoff, lookback)
-        b.stage(ref, f"one put per row x{args.baseline_rows:,}", one_put_per_row,
-                args.baseline_rows, new_day)  # fmt: skip
-        if args.rsf:
-            ref_json = b.stage("rsf", "dataset (again: same key)", pipeline_call, "dataset")
-            rsf = b.stage("rsf", "train rsf", train_family, "rsf", ref_json,
-                          {"max_censored_rows": args.rsf_censored})  # fmt: skip
-            if rsf and rsf.get("version"):
-                split = b.stage("rsf", "score rsf (model + HBase)", score_with,
-                                str(rsf["version"]), new_day)  # fmt: skip
-                print(f"    rsf scoring: {split}", flush=True)
+        daily = float("nan")
+        if not args.backfill_only:
+            daily = daily_run(b, args, src, new_day, families, lookback)
         report(b.rows, args, daily, time.perf_counter() - t_all)
         if args.json:
             args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
@@ -330,6 +316,40 @@ def main() -> int:
             shutil.rmtree(src, ignore_errors=True)
             b.stage("cleanup", "drop lake prefix and HBase tables", cleanup, False)
     return 0
+
+
+def daily_run(
+    b: Bench, args: argparse.Namespace, src: str, new_day: str, families: list[str], lookback: int
+) -> float:
+    """(a): the next day through the DAG's calls, then the references; its seconds."""
+    part = "daily"
+    day_csv = str(Path(src) / f"{new_day}.csv")
+    t_day = time.perf_counter()
+    collected = b.stage(part, "collect (raw upload)", pipeline_call, "collect", src, new_day,
+                        new_day)  # fmt: skip
+    b.stage(part, "build_lake (validate, Parquet)", pipeline_call, "build_lake", collected)
+    b.stage(part, "stats", pipeline_call, "stats")
+    b.stage(part, "drift", pipeline_call, "drift")
+    training(b, part, families)
+    b.stage(part, "score (champion, HBase)", pipeline_call, "score")
+    daily = time.perf_counter() - t_day
+
+    ref = "reference"
+    b.stage(ref, "bare pyarrow.csv parse of the day", bare_parse, day_csv)
+    cutoff = (START + timedelta(days=args.history - 30)).isoformat()
+    b.stage(ref, f"survival table at {cutoff}, memory limit", survival_table, cutoff, lookback)
+    b.stage(ref, "same, one DuckDB query, defaults", one_duckdb_query, cutoff, lookback)
+    b.stage(ref, f"one put per row x{args.baseline_rows:,}", one_put_per_row,
+            args.baseline_rows, new_day)  # fmt: skip
+    if args.rsf:
+        ref_json = b.stage("rsf", "dataset (again: same key)", pipeline_call, "dataset")
+        rsf = b.stage("rsf", "train rsf", train_family, "rsf", ref_json,
+                      {"max_censored_rows": args.rsf_censored})  # fmt: skip
+        if rsf and rsf.get("version"):
+            split = b.stage("rsf", "score rsf (model + HBase)", score_with,
+                            str(rsf["version"]), new_day)  # fmt: skip
+            print(f"    rsf scoring: {split}", flush=True)
+    return daily
 
 
 def report(
@@ -358,6 +378,8 @@ def report(
         f"with retraining: {daily:.0f}s end to end; backfill part: "
         f"{sum(r['secs'] for r in rows if r['part'] == 'history'):.0f}s; bench total {total:.0f}s"
     )
+    if args.backfill_only:
+        return
     print(f"ingest (collect + build_lake) / bare parse: {ingest / parse:.1f}x")
     print(f"survival table / one DuckDB query (defaults): {table / one_query:.2f}x")
     print(

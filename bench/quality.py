@@ -18,6 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -25,15 +26,14 @@ from diskrisk import lake
 from diskrisk.lake import write_local
 from diskrisk.models import FAMILIES, ModelError, make_model
 from diskrisk.oot import (
+    Plan,
     fixed_origin_splits,
     landmarks,
     metrics,
     paired_difference,
     predict_splits,
     rolling_splits,
-    stacked,
-    test_frame,
-    train_frame,
+    write_tables,
 )
 from diskrisk.validate import validate_file
 
@@ -52,6 +52,11 @@ def main() -> None:
     ap.add_argument("--families", nargs="*", default=list(FAMILIES))
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--params", default="{}", help='JSON, e.g. {"model_ranks": true}')
+    ap.add_argument(
+        "--max-censored",
+        type=int,
+        help="censored training rows kept, weighted (DISKRISK_TRAIN_MAX_CENSORED_ROWS)",
+    )
     args = ap.parse_args()
     console = Console(width=160)
 
@@ -67,10 +72,22 @@ def main() -> None:
         if args.rolling
         else fixed_origin_splits(days, args.origin, args.block)
     )
-    with console.status("survival tables"):
-        full = stacked(landmarks(days, args.step), days[-1], con=con)
-        trains = {sp.name: train_frame(full, sp.origin) for sp in splits}
-        tests = {sp.name: test_frame(sp, con=con) for sp in splits}
+    with console.status("survival tables (the dataset stage's oot.write_tables)"):
+        plan = Plan(days, args.step, args.block, landmarks(days, args.step), splits)
+        out = write_tables(
+            con,
+            plan,
+            days[-1],
+            30,
+            Path(tempfile.mkdtemp(prefix="diskrisk-quality-tables-")),
+            max_censored_rows=args.max_censored,
+        )
+        trains = {sp.name: pd.read_parquet(out.train(sp.origin)) for sp in splits}
+        tests = {sp.name: pd.read_parquet(out.test(sp.origin)) for sp in splits}
+    console.print(
+        f"stacked {out.population_rows} rows; kept {out.rows} ({out.events} failures), "
+        f"censored rows weigh {out.censored_weight:.2f}"
+    )
     for sp in splits:
         tr, te = trains[sp.name], tests[sp.name]
         console.print(
