@@ -46,6 +46,13 @@ split criterion by the weights). ``gbsa`` defaults to 3000 and re-estimates its 
 baseline hazard on the *full* training frame, so its probabilities stay calibrated; ``rsf`` is
 fast enough without it (default ``None``) and, if subsampled, its unweighted leaf curves
 over-state failure probabilities.
+
+**Case weights.** A training table may carry ``weight`` (the dataset stage keeps every failure
+and a weighted share of the censored rows of a big fleet, :func:`diskrisk.oot.write_tables`).
+Every family fits it as if each row were ``weight`` copies: lifelines' weights (the Cox penalty
+rescaled to match), sksurv's ``sample_weight`` for the trees, a weighted Breslow baseline
+(:func:`breslow`) for gbsa and coxnet, weighted standardisation, and a weighted rank reference
+for the ensemble. sksurv's coxnet fits its coefficients without weights (it takes none).
 """
 
 from __future__ import annotations
