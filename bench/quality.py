@@ -24,7 +24,7 @@ from rich.table import Table
 
 from diskrisk import lake
 from diskrisk.lake import write_local
-from diskrisk.models import FAMILIES, ModelError, make_model
+from diskrisk.models import FAMILIES, HORIZONS, ModelError, make_model
 from diskrisk.oot import (
     Plan,
     fixed_origin_splits,
@@ -57,6 +57,12 @@ def main() -> None:
         type=int,
         help="censored training rows kept, weighted (DISKRISK_TRAIN_MAX_CENSORED_ROWS)",
     )
+    ap.add_argument(
+        "--followup",
+        type=int,
+        default=int(max(HORIZONS)),
+        help="days of follow-up after each training landmark, at most (0: to the origin)",
+    )
     args = ap.parse_args()
     console = Console(width=160)
 
@@ -80,6 +86,7 @@ def main() -> None:
             days[-1],
             30,
             Path(tempfile.mkdtemp(prefix="diskrisk-quality-tables-")),
+            followup_days=args.followup or None,
             max_censored_rows=args.max_censored,
         )
         trains = {sp.name: pd.read_parquet(out.train(sp.origin)) for sp in splits}

@@ -324,6 +324,23 @@ def test_coxnet_baseline_with_unit_weights_is_sksurvs(train):
     np.testing.assert_allclose(ours, np.clip(theirs, 1 / (len(train) + 1), 1), rtol=1e-6)
 
 
+def test_gbsa_pickled_with_sksurvs_baseline_still_predicts(train, test):
+    import pickle
+
+    from sksurv.linear_model.coxph import BreslowEstimator
+
+    model = make_model("gbsa", {"n_estimators": 20, "max_censored_rows": None}).fit(train)
+    old = pickle.loads(pickle.dumps(model))
+    time_, event = train["duration_days"].to_numpy(float), train["event"].to_numpy(bool)
+    f = model.estimator_.predict(model._transform(train))
+    old.baseline_ = BreslowEstimator().fit(f, event, time_)  # what versions before it stored
+    loaded = pickle.loads(pickle.dumps(old))
+    assert isinstance(loaded.baseline_, tuple)  # converted on load, not while predicting
+    np.testing.assert_allclose(
+        loaded.predict_survival(test, HORIZONS), model.predict_survival(test, HORIZONS), rtol=1e-8
+    )
+
+
 def test_bad_weights_are_refused(train):
     with pytest.raises(ModelError, match="weight"):
         make_model("coxph").fit(train.assign(weight=0.0))

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import itertools
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 from sksurv.metrics import concordance_index_censored
 
-from diskrisk import lake, oot, synth, validate
+from diskrisk import lake, oot, survival, synth, validate
 from diskrisk.models import make_model
 
 
@@ -33,12 +33,44 @@ def days(con):
     return sorted(str(r[0]) for r in con.execute("SELECT DISTINCT date FROM lake").fetchall())
 
 
+# The tables written row by row in pandas: the oracle oot.write_tables is checked against.
+def oracle_stacked(marks, end, lookback, con, followup_days=None):
+    """Landmark snapshots before ``end``, each followed up to ``end`` or ``followup_days``."""
+    frames = []
+    for s in marks:
+        if date.fromisoformat(s) >= date.fromisoformat(end):
+            continue
+        stop = date.fromisoformat(end)
+        if followup_days is not None:
+            stop = min(stop, date.fromisoformat(s) + timedelta(days=followup_days))
+        frames.append(survival.survival_dataset(s, lookback, end=stop, con=con))
+    return pd.concat([f for f in frames if not f.empty], ignore_index=True)
+
+
+def oracle_train(full, origin):
+    """A split's training rows: landmarks before ``origin``, follow-up censored at it."""
+    return survival.truncate_followup(full[full["snapshot_date"] < pd.Timestamp(origin)], origin)
+
+
+def oracle_test(split, lookback, con):
+    """The split's test landmarks with their own follow-up windows, tagged with the split."""
+    return pd.concat(
+        [
+            survival.survival_dataset(lm, lookback, end=end, con=con).assign(
+                **{oot.SPLIT: split.name, oot.WINDOW: (pd.Timestamp(end) - pd.Timestamp(lm)).days}
+            )
+            for lm, end in split.test
+        ],
+        ignore_index=True,
+    )
+
+
 @pytest.fixture(scope="module")
 def tables(days, con):
     p = oot.plan(days, step=5, n_origins=2, block=6)
-    full = oot.stacked(p.landmarks, days[-1], 20, con=con)
-    trains = {sp.name: oot.train_frame(full, sp.origin) for sp in p.splits}
-    tests = {sp.name: oot.test_frame(sp, 20, con=con) for sp in p.splits}
+    full = oracle_stacked(p.landmarks, days[-1], 20, con)
+    trains = {sp.name: oracle_train(full, sp.origin) for sp in p.splits}
+    tests = {sp.name: oracle_test(sp, 20, con) for sp in p.splits}
     return p, full, trains, tests
 
 
@@ -245,6 +277,22 @@ def test_write_tables_are_the_pandas_tables(tables, days, con, tmp_path):
     _same(_frame(out.holdout), pd.concat([tests[sp.name] for sp in p.splits]))
 
 
+def test_write_tables_end_follow_up_days_after_each_landmark(tables, days, con, tmp_path):
+    p, full, _, tests = tables
+    out = oot.write_tables(con, p, days[-1], 20, tmp_path, followup_days=6)
+    limited = oracle_stacked(p.landmarks, days[-1], 20, con, followup_days=6)
+    train = _frame(out.train()).drop(columns="weight")
+    _same(train, limited)
+    assert train["duration_days"].max() == 6 < full["duration_days"].max()
+    # a failure more than 6 days after its landmark is censored there, not dropped
+    late = full["event"] & (full["duration_days"] > 6)
+    assert late.any() and out.events == full["event"].sum() - late.sum()
+    assert len(train) == len(full)
+    for sp in p.splits:
+        _same(_frame(out.train(sp.origin)).drop(columns="weight"), oracle_train(limited, sp.origin))
+        _same(_frame(out.test(sp.origin)), tests[sp.name])  # test windows are their own
+
+
 def test_write_tables_samples_censored_rows_with_weights(tables, days, con, tmp_path):
     p, full, _, tests = tables
     n_censored = int((~full["event"]).sum())
@@ -263,7 +311,7 @@ def test_write_tables_samples_censored_rows_with_weights(tables, days, con, tmp_
     assert len(train.merge(full, on=key)) == len(train)  # rows of the stack, not made up
     # a split's table is the sampled table censored at its origin (same rows and weights)
     for sp in p.splits:
-        expected = oot.train_frame(train, sp.origin)
+        expected = oracle_train(train, sp.origin)
         _same(_frame(out.train(sp.origin)), expected)
         _same(_frame(out.test(sp.origin)), tests[sp.name])  # tests are never sampled
     # every family fits the sampled tables (lifelines' KM failed on inexact weight sums)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from diskrisk import lake, layout, oot, s3
 from diskrisk.config import TrainSettings, lake_prefix
+from diskrisk.models import HORIZONS
 
 
 class ShortLakeError(RuntimeError):
@@ -94,7 +95,8 @@ def prepare_dataset(
     cut = days[-1]
     p = training_plan(days, t)
     used = {d: manifest[d].get("parquet_sha256", "") for d in days}
-    recipe = [cut, t.lookback_days, p.to_dict(), used, t.max_censored_rows, t.seed]
+    followup = int(max(HORIZONS))  # no published horizon needs more follow-up (oot.write_tables)
+    recipe = [cut, t.lookback_days, p.to_dict(), used, followup, t.max_censored_rows, t.seed]
     ident = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     base = layout.dataset(cut, ident, prefix)
     with tempfile.TemporaryDirectory(prefix="diskrisk-dataset-") as tmp:
@@ -104,6 +106,7 @@ def prepare_dataset(
             cut,
             t.lookback_days,
             Path(tmp),
+            followup_days=followup,
             max_censored_rows=t.max_censored_rows,
             seed=t.seed,
         )

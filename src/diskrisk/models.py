@@ -79,6 +79,10 @@ from diskrisk.families import registry as family_registry
 
 DURATION = "duration_days"
 EVENT = "event"
+HORIZONS = (
+    30,
+    90,
+)  # days ahead the scores publish P(fail within) for; the longest bounds follow-up
 WEIGHT = "weight"  # case weight of a sampled training table (diskrisk.oot.write_tables)
 SMART_COLUMN = re.compile(r"^smart_\d+_raw(_d7|_d30)?$")
 _NUMERIC_BASE = ("age_days", "capacity_bytes")
@@ -522,7 +526,7 @@ class RiskModel(ABC):
         return np.asarray(self._risk(self._transform(df), df), dtype=float)
 
     def predict_survival(
-        self, df: pd.DataFrame, horizons: Iterable[float] = (30, 90)
+        self, df: pd.DataFrame, horizons: Iterable[float] = HORIZONS
     ) -> np.ndarray:
         """S(t | x) for each row and horizon (days after the snapshot): shape (n, len(h))."""
         self._check_fitted()
@@ -788,11 +792,15 @@ class GBSAModel(_TreeModel):
     def _after_fit(self, X, time, event, weight):
         self.baseline_ = breslow(self.estimator_.predict(X), time, event, weight)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        s0 = state.get("baseline_")
+        if s0 is not None and not isinstance(s0, tuple):  # pickled before the weighted Breslow
+            s0 = s0.baseline_survival_
+            state["baseline_"] = (np.asarray(s0.x, dtype=float), np.asarray(s0.y, dtype=float))
+        self.__dict__.update(state)
+
     def _survival(self, X, df, h):
         """S(t | x) = S0(t) ** exp(f(x)), S0 by weighted Breslow on the full training frame."""
-        if not isinstance(self.baseline_, tuple):  # pickled before the weighted Breslow
-            s0 = self.baseline_.baseline_survival_
-            self.baseline_ = (np.asarray(s0.x, dtype=float), np.asarray(s0.y, dtype=float))
         return _cox_survival(self.baseline_, self.estimator_.predict(X), h)
 
     def feature_importance(self):

@@ -6,8 +6,9 @@ to an origin day ``t`` and asked to rank the drives at risk on a later landmark 
 
 * **Landmarks**: every ``step`` days from the first lake day; each is a survival snapshot
   (:func:`diskrisk.survival.survival_dataset`). Training stacks the landmarks before ``t``
-  with follow-up censored at ``t`` (:func:`stacked`), so every failure inside the window
-  is an event of at least one snapshot.
+  with follow-up censored at ``t`` and at most the longest published horizon after the
+  landmark (:func:`write_tables`), so every failure inside the window is an event of at least
+  one snapshot.
 * **Splits** (:func:`rolling_splits`): origins ``t_1 < … < t_k`` spaced ``block`` days apart at
   the end of the lake. Split ``i`` trains on landmarks before ``t_i`` with follow-up up to
   ``t_i`` and tests on the landmark ``t_i`` with follow-up ``(t_i, t_i + block]``: test windows
@@ -39,7 +40,6 @@ import pandas as pd
 from diskrisk.concordance import harrell_pairs
 from diskrisk.evaluate import calibration_table
 from diskrisk.models import RiskModel, survival_target
-from diskrisk.survival import survival_dataset, truncate_followup
 
 BUDGETS = (0.01, 0.005)
 SPLIT, WINDOW = "split", "window_days"
@@ -149,34 +149,6 @@ def plan(
 # --------------------------------------------------------------------------- datasets
 
 
-def stacked(marks: Sequence[str], end: str, lookback: int = 30, **lake_args: Any) -> pd.DataFrame:
-    """Landmark snapshots before ``end`` stacked, follow-up censored at ``end``; one row per
-    (drive, landmark). Rows of one drive are correlated: resample by drive, never by row."""
-    frames = [survival_dataset(s, lookback, end=end, **lake_args) for s in marks if _d(s) < _d(end)]
-    frames = [f for f in frames if not f.empty]
-    if not frames:
-        raise ValueError(f"no landmark before {end} has follow-up")
-    return pd.concat(frames, ignore_index=True)
-
-
-def train_frame(full: pd.DataFrame, origin: str) -> pd.DataFrame:
-    """A split's training rows from the stacked table of the whole lake: landmarks before
-    ``origin``, follow-up censored at ``origin`` (no outcome after it leaks in)."""
-    rows = full[full["snapshot_date"] < pd.Timestamp(origin)]
-    return truncate_followup(rows, origin)
-
-
-def test_frame(split: Split, lookback: int = 30, **lake_args: Any) -> pd.DataFrame:
-    """The split's test landmarks with their own follow-up windows, tagged with the split."""
-    frames = [
-        survival_dataset(lm, lookback, end=end, **lake_args).assign(
-            **{SPLIT: split.name, WINDOW: (_d(end) - _d(lm)).days}
-        )
-        for lm, end in split.test
-    ]
-    return pd.concat(frames, ignore_index=True)
-
-
 # --------------------------------------------------------------------------- tables in DuckDB
 
 
@@ -221,13 +193,21 @@ def write_tables(
     lookback: int,
     folder: Path,
     *,
+    followup_days: int | None = None,
     max_censored_rows: int | None = None,
     seed: int = 0,
 ) -> Tables:
-    """The tables of :func:`stacked`, :func:`train_frame` and :func:`test_frame` built inside
-    DuckDB and copied straight to Parquet: a year of a 300k-drive fleet stacks millions of
-    (drive, landmark) rows, which DuckDB spills under its memory limit where pandas would not
-    fit. Same rows and values as the pandas functions (tested), plus a ``weight`` column.
+    """The training and test tables of plan ``p``, built inside DuckDB and copied straight to
+    Parquet: a year of a 300k-drive fleet stacks millions of (drive, landmark) rows, which DuckDB
+    spills under its memory limit where pandas would not fit.
+
+    ``train.parquet`` stacks the landmark snapshots before ``end``; each row's follow-up ends at
+    ``end`` or, with ``followup_days``, that many days after its landmark, whichever comes
+    first. Without that limit a year-long lake makes a drive that fails in month 11 an event of
+    every earlier landmark, with covariates read months before any sign of wear; the published
+    horizons need no longer follow-up than their longest. Each split's ``train.parquet`` is that
+    table censored at the split's origin (no outcome after it leaks in); its ``test.parquet``
+    holds the test landmarks with their own windows.
 
     ``max_censored_rows`` keeps every failure and at most that many censored rows of the
     stacked table, drawn by a seeded hash of (drive, landmark); each kept censored row weighs
@@ -243,7 +223,10 @@ def write_tables(
     present = set(lake_columns(con))
     marks = [s for s in p.landmarks if _d(s) < _d(end)]
     for k, s in enumerate(marks):
-        sql = survival_sql(s, lookback, present, end=end)
+        stop = _d(end)
+        if followup_days is not None:
+            stop = min(stop, _d(s) + timedelta(days=followup_days))
+        sql = survival_sql(s, lookback, present, end=stop)
         con.execute(
             f"INSERT INTO stacked {sql}" if k else f"CREATE OR REPLACE TEMP TABLE stacked AS {sql}"
         )

@@ -30,9 +30,8 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ColSpec, Schema
 
-from diskrisk.models import RiskModel, prepare_input
+from diskrisk.models import HORIZONS, RiskModel, prepare_input
 
-HORIZONS = (30, 90)
 LONG_COLUMNS = ("capacity_bytes",)  # int64 in the lake schema; -1 = unknown
 REQUIREMENTS = (
     "mlflow",
