@@ -31,6 +31,7 @@ from diskrisk.oot import (
     landmarks,
     metrics,
     paired_difference,
+    pooled_c,
     predict_splits,
     rolling_splits,
     write_tables,
@@ -62,6 +63,11 @@ def main() -> None:
         type=int,
         default=int(max(HORIZONS)),
         help="days of follow-up after each training landmark, at most (0: to the origin)",
+    )
+    ap.add_argument(
+        "--truth",
+        action="store_true",
+        help="a lake of diskrisk.synth: also rank by the generator's own hazard (the ceiling)",
     )
     args = ap.parse_args()
     console = Console(width=160)
@@ -102,6 +108,16 @@ def main() -> None:
             f"landmarks {sorted(tr['snapshot_date'].dt.date.astype(str).unique())}), "
             f"{int(tr['event'].sum())} failures; test {sp.test}: {len(te)} rows, "
             f"{int(te['event'].sum())} failures"
+        )
+    if args.truth:
+        from diskrisk.synth import DEGRADING, log_relative_hazard
+
+        held = pd.concat(tests.values(), ignore_index=True)
+        counters = held[[f"smart_{i}_raw" for i in DEGRADING]].fillna(0).to_numpy()
+        truth = held.assign(risk=log_relative_hazard(counters, held["age_days"].to_numpy()))
+        console.print(
+            f"the generator's own hazard ranks these test landmarks at C {pooled_c(truth):.3f} "
+            "(the ceiling of any model)"
         )
     horizon = [float(args.block - 1)]
     results = {}
@@ -153,8 +169,6 @@ def main() -> None:
         console.print(f"{family}: {m['oot_events']:.0f} test failures; notes {pred.notes}")
     console.print(table)
     if len(results) > 1:
-        from diskrisk.oot import pooled_c
-
         best = max(results, key=lambda f: pooled_c(results[f].frame))
         gains = Table(title=f"paired drive bootstrap: {best} minus each other family")
         for col in ("family", "C gain", "95% CI"):

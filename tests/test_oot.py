@@ -153,6 +153,17 @@ def test_out_of_time_metrics(predictions):
     assert 0 <= err < 0.2 and np.isfinite(cox["oot_calibration_oe"])
 
 
+def test_the_generators_hazard_is_the_ceiling_the_models_approach(tables, predictions):
+    _, _, _, tests = tables
+    held = pd.concat([tests[s] for s in tests], ignore_index=True)
+    counters = held[[f"smart_{i}_raw" for i in synth.DEGRADING]].fillna(0).to_numpy()
+    truth = held.assign(risk=synth.log_relative_hazard(counters, held["age_days"].to_numpy()))
+    ceiling = oot.pooled_c(truth)
+    cox = oot.pooled_c(predictions["coxnet"].frame)
+    assert ceiling > 0.8 and cox <= ceiling + 0.02  # a model cannot rank far above the truth
+    assert oot.pooled_c(truth.assign(risk=-truth["risk"])) == pytest.approx(1 - ceiling, abs=0.02)
+
+
 def test_pooled_c_is_sksurv_c_within_one_landmark():
     rng = np.random.default_rng(0)
     n = 400

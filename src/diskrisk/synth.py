@@ -89,6 +89,18 @@ def _ids(era: str) -> tuple[int, ...]:
     raise ValueError(f"era must be '2013' or 'modern', not {era!r}")
 
 
+COEF = dict(zip(DEGRADING, (0.9, 0.6, 0.0, 0.8, 0.4), strict=True))  # per log1p(counter)
+AGE_COEF = 0.1  # per year of power-on time
+
+
+def log_relative_hazard(counters: np.ndarray, age_days: np.ndarray) -> np.ndarray:
+    """The generator's true log hazard ratio from the ``DEGRADING`` counters (one column each,
+    in that order) and the age: what a perfect model would rank drives by. On a lake's survival
+    table it gives the ceiling of the C-index the models can reach (``bench/quality.py``)."""
+    c = np.log1p(np.clip(np.asarray(counters, dtype=np.float64), 0, None))
+    return c @ np.array([COEF[i] for i in DEGRADING]) + AGE_COEF * np.asarray(age_days) / 365.25
+
+
 @dataclass
 class _Fleet:
     serial: np.ndarray  # object (str)
@@ -188,9 +200,7 @@ class Generator:
 
     def hazard(self) -> np.ndarray:
         """Daily failure probability of every drive (the known truth)."""
-        c = np.log1p(self.fleet.counters.astype(np.float64))
-        lin = 0.9 * c[:, 0] + 0.6 * c[:, 1] + 0.8 * c[:, 3] + 0.4 * c[:, 4]
-        lin += 0.1 * self.fleet.age_h / 8766.0
+        lin = log_relative_hazard(self.fleet.counters, self.fleet.age_h / 24.0)
         return np.minimum(self.h0 * np.exp(lin), 0.3)
 
     def step(self, day: date) -> pa.Table:
