@@ -59,6 +59,12 @@ def main() -> None:
         help="censored training rows kept, weighted (DISKRISK_TRAIN_MAX_CENSORED_ROWS)",
     )
     ap.add_argument(
+        "--min-per-failure",
+        type=int,
+        default=0,
+        help="censored rows kept per failure at least (DISKRISK_TRAIN_MIN_CENSORED_PER_FAILURE)",
+    )
+    ap.add_argument(
         "--followup",
         type=int,
         default=int(max(HORIZONS)),
@@ -94,6 +100,7 @@ def main() -> None:
             Path(tempfile.mkdtemp(prefix="diskrisk-quality-tables-")),
             followup_days=args.followup or None,
             max_censored_rows=args.max_censored,
+            min_censored_per_failure=args.min_per_failure,
         )
         trains = {sp.name: pd.read_parquet(out.train(sp.origin)) for sp in splits}
         tests = {sp.name: pd.read_parquet(out.test(sp.origin)) for sp in splits}
@@ -121,7 +128,8 @@ def main() -> None:
         )
     horizon = [float(args.block - 1)]
     results = {}
-    table = Table(title=f"out-of-time quality (real 2013 days, {len(splits)} split(s))")
+    source = f"lake {args.lake}" if args.lake else "real 2013 days"
+    table = Table(title=f"out-of-time quality ({source}, {len(splits)} split(s))")
     for col in (
         "family",
         "Harrell C",

@@ -304,6 +304,19 @@ def test_write_tables_end_follow_up_days_after_each_landmark(tables, days, con, 
         _same(_frame(out.test(sp.origin)), tests[sp.name])  # test windows are their own
 
 
+def test_write_tables_keep_censored_rows_per_failure_above_the_cap(tables, days, con, tmp_path):
+    p, full, _, _ = tables
+    events, n_censored = int(full["event"].sum()), int((~full["event"]).sum())
+    assert 5 * events < n_censored
+    out = oot.write_tables(
+        con, p, days[-1], 20, tmp_path, max_censored_rows=100, min_censored_per_failure=5
+    )
+    assert (out.events, out.rows) == (events, 6 * events)  # 5 censored rows per failure, not 100
+    assert out.censored_weight == pytest.approx(n_censored / (5 * events), abs=1 / 2048)
+    below = oot.write_tables(con, p, days[-1], 20, tmp_path / "b", max_censored_rows=100)
+    assert below.rows == events + 100
+
+
 def test_write_tables_samples_censored_rows_with_weights(tables, days, con, tmp_path):
     p, full, _, tests = tables
     n_censored = int((~full["event"]).sum())

@@ -76,6 +76,7 @@ SPECIAL = {
     "DISKRISK_TRAIN_SEED": "4141",
     "DISKRISK_TRAIN_N_BOOTSTRAP": "313",
     "DISKRISK_TRAIN_MAX_CENSORED_ROWS": "123457",
+    "DISKRISK_TRAIN_MIN_CENSORED_PER_FAILURE": "37",
     "DISKRISK_PROMOTION_MIN_GAIN": "0.0057",
     "DISKRISK_PROMOTION_MIN_EVENTS": "89",
     "DISKRISK_DRIFT_NUM_METHOD": "wasserstein",
@@ -432,6 +433,7 @@ def readers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[C
                 "seed",
                 "n_bootstrap",
                 "max_censored_rows",
+                "min_censored_per_failure",
             )
         },
         **{f"DISKRISK_PROMOTION_{f.upper()}": [_promotion(f)] for f in ("min_gain", "min_events")},

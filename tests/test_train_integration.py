@@ -96,6 +96,7 @@ def lake(stack_env, backblaze_dir, isolated, monkeypatch):
     from diskrisk import pipeline
 
     monkeypatch.setenv("DISKRISK_GIT_REVISION", f"{isolated}-revision")
+    monkeypatch.setenv("DISKRISK_TRAIN_N_BOOTSTRAP", "30")  # equality of paths needs no more
     pipeline.build_lake(pipeline.collect(str(backblaze_dir), "2013-04-10", "2013-05-04"))
     return pipeline
 

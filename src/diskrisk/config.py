@@ -216,6 +216,12 @@ class TrainSettings(EnvFileSettings):
         description="censored rows kept in the training tables, weighted (diskrisk.oot."
         "write_tables); every failure is kept. Above the stack's size: no sampling",
     )
+    min_censored_per_failure: int = Field(
+        10,
+        ge=0,
+        description="the training tables keep at least this many censored rows per failure, "
+        "even above max_censored_rows (a year-long lake has ~10x a quarter's failures)",
+    )
 
 
 class PromotionSettings(EnvFileSettings):

@@ -96,7 +96,8 @@ def prepare_dataset(
     p = training_plan(days, t)
     used = {d: manifest[d].get("parquet_sha256", "") for d in days}
     followup = int(max(HORIZONS))  # no published horizon needs more follow-up (oot.write_tables)
-    recipe = [cut, t.lookback_days, p.to_dict(), used, followup, t.max_censored_rows, t.seed]
+    sample = [t.max_censored_rows, t.min_censored_per_failure, t.seed]
+    recipe = [cut, t.lookback_days, p.to_dict(), used, followup, *sample]
     ident = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     base = layout.dataset(cut, ident, prefix)
     with tempfile.TemporaryDirectory(prefix="diskrisk-dataset-") as tmp:
@@ -108,6 +109,7 @@ def prepare_dataset(
             Path(tmp),
             followup_days=followup,
             max_censored_rows=t.max_censored_rows,
+            min_censored_per_failure=t.min_censored_per_failure,
             seed=t.seed,
         )
         splits = []

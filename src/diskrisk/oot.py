@@ -195,6 +195,7 @@ def write_tables(
     *,
     followup_days: int | None = None,
     max_censored_rows: int | None = None,
+    min_censored_per_failure: int = 0,
     seed: int = 0,
 ) -> Tables:
     """The training and test tables of plan ``p``, built inside DuckDB and copied straight to
@@ -210,7 +211,10 @@ def write_tables(
     holds the test landmarks with their own windows.
 
     ``max_censored_rows`` keeps every failure and at most that many censored rows of the
-    stacked table, drawn by a seeded hash of (drive, landmark); each kept censored row weighs
+    stacked table, or ``min_censored_per_failure`` per failure if that is more (a fixed cap
+    leaves a year-long lake, with ~10x a quarter's failures, a few controls per failure, where
+    the sampled fits lose most; README, fleet scale), drawn by a seeded hash of (drive,
+    landmark); each kept censored row weighs
     ``n_censored / kept`` (to 1/1024), so weighted sums over the sample estimate those over the whole
     stack (inverse-probability weights, as in a case-cohort design). Failures are ~0.2 % of a
     fleet's rows: the fits see ~15x fewer rows at the same failures. Split tables are derived
@@ -241,6 +245,8 @@ def write_tables(
         raise ValueError(f"no landmark before {end} has follow-up")
     weight = 1.0
     keep = "SELECT *, 1.0::DOUBLE AS weight FROM stacked"
+    if max_censored_rows is not None:
+        max_censored_rows = max(max_censored_rows, min_censored_per_failure * n_event)
     if max_censored_rows is not None and n_censored > max_censored_rows:
         # a multiple of 1/1024: sums of weights are then exact in floating point (lifelines'
         # KM casts its at-risk counts to unsigned integers and fails on a -1e-9 left over)
