@@ -79,10 +79,8 @@ from diskrisk.families import registry as family_registry
 
 DURATION = "duration_days"
 EVENT = "event"
-HORIZONS = (
-    30,
-    90,
-)  # days ahead the scores publish P(fail within) for; the longest bounds follow-up
+# days ahead the scores publish P(fail within) for; the longest bounds the training follow-up
+HORIZONS = (30, 90)
 WEIGHT = "weight"  # case weight of a sampled training table (diskrisk.oot.write_tables)
 SMART_COLUMN = re.compile(r"^smart_\d+_raw(_d7|_d30)?$")
 _NUMERIC_BASE = ("age_days", "capacity_bytes")
