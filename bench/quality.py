@@ -117,11 +117,10 @@ def main() -> None:
             f"{int(te['event'].sum())} failures"
         )
     if args.truth:
-        from diskrisk.synth import DEGRADING, log_relative_hazard
+        from diskrisk.synth import true_risk
 
         held = pd.concat(tests.values(), ignore_index=True)
-        counters = held[[f"smart_{i}_raw" for i in DEGRADING]].fillna(0).to_numpy()
-        truth = held.assign(risk=log_relative_hazard(counters, held["age_days"].to_numpy()))
+        truth = held.assign(risk=true_risk(held))
         console.print(
             f"the generator's own hazard ranks these test landmarks at C {pooled_c(truth):.3f} "
             "(the ceiling of any model)"

@@ -156,8 +156,7 @@ def test_out_of_time_metrics(predictions):
 def test_the_generators_hazard_is_the_ceiling_the_models_approach(tables, predictions):
     _, _, _, tests = tables
     held = pd.concat([tests[s] for s in tests], ignore_index=True)
-    counters = held[[f"smart_{i}_raw" for i in synth.DEGRADING]].fillna(0).to_numpy()
-    truth = held.assign(risk=synth.log_relative_hazard(counters, held["age_days"].to_numpy()))
+    truth = held.assign(risk=synth.true_risk(held))
     ceiling = oot.pooled_c(truth)
     cox = oot.pooled_c(predictions["coxnet"].frame)
     assert ceiling > 0.8 and cox <= ceiling + 0.02  # a model cannot rank far above the truth

@@ -28,13 +28,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from diskrisk.schema import OPTIONAL_2023, REQUIRED
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # fmt: off
 SMART_2013: tuple[int, ...] = (
@@ -99,6 +102,12 @@ def log_relative_hazard(counters: np.ndarray, age_days: np.ndarray) -> np.ndarra
     table it gives the ceiling of the C-index the models can reach (``bench/quality.py``)."""
     c = np.log1p(np.clip(np.asarray(counters, dtype=np.float64), 0, None))
     return c @ np.array([COEF[i] for i in DEGRADING]) + AGE_COEF * np.asarray(age_days) / 365.25
+
+
+def true_risk(table: pd.DataFrame) -> np.ndarray:
+    """:func:`log_relative_hazard` of each row of a survival table (an unreported counter: 0)."""
+    counters = table[[f"smart_{i}_raw" for i in DEGRADING]].fillna(0).to_numpy()
+    return log_relative_hazard(counters, table["age_days"].to_numpy())
 
 
 @dataclass
