@@ -80,6 +80,7 @@ def wait_for_task(
             f"{[(t['task_id'], t.get('state')) for t in client.task_instances(run_id)]}"
         )
         assert time.monotonic() < deadline, f"{task} never {states}: {tis}"
+        client.check_scheduler()
         time.sleep(poll)
 
 

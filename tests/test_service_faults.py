@@ -133,6 +133,47 @@ def test_postgres_down_mid_run(setup):
         _assert_consistent(days, training_runs=2)
 
 
+def test_a_stopped_scheduler_ends_the_wait_and_an_exited_one_comes_back(setup):
+    """Waiting on a run nobody will execute fails within the client's grace, naming the
+    scheduler, instead of at the run timeout; a scheduler that exits on its own is started
+    again by the stack's restart loop (compose: `restart: unless-stopped`)."""
+    import os
+    import signal
+
+    from diskrisk.airflow_api import AirflowClient, SchedulerDownError
+
+    client = AirflowClient.from_settings()
+    client.scheduler_grace = 20.0
+    with stopped("airflow-scheduler"):
+        rid = client.trigger({"families": FAMILIES})["dag_run_id"]
+        t0 = time.monotonic()
+        with pytest.raises(SchedulerDownError, match="scheduler"):
+            client.wait(rid, timeout=RUN_TIMEOUT, poll=1.0)
+        assert time.monotonic() - t0 < 120
+        # the run must not start once the scheduler is back
+        client.request("PATCH", f"/dags/diskrisk_pipeline/dagRuns/{rid}", {"state": "failed"})
+
+    loop = _stack_pid("airflow-scheduler")
+    (first,) = _children(loop)
+    os.kill(first, signal.SIGTERM)
+    deadline = time.monotonic() + 180
+    while _children(loop) in ([], [first]) or client.health()["scheduler"]["status"] != "healthy":
+        assert time.monotonic() < deadline, "the scheduler was not started again"
+        time.sleep(2)
+    assert _stack_pid("airflow-scheduler") == loop
+
+
+def _stack_pid(service: str) -> int:
+    """The pid `scripts/stack status` reports (a restart loop's: the service is its child)."""
+    status = subprocess.run([STACK, "status", service], capture_output=True, text=True).stdout
+    return int(status.split("pid ")[1].split()[0])
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in found.split()]
+
+
 def _assert_consistent(days: list[str], training_runs: int) -> None:
     from diskrisk.registry import CHAMPION, Registry
 

@@ -1,7 +1,10 @@
 """Process supervision for the local stack: start, readiness, pid files, stop.
 
 Each service runs in its own session (process group) with its output in `.stack/logs/NAME.log`
-and its pid in `.stack/run/NAME.pid`, so `down` stops exactly what `up` started.
+and its pid in `.stack/run/NAME.pid`, so `down` stops exactly what `up` started. A service
+marked ``restart`` runs under a shell loop that starts it again when it exits — compose's
+`restart: unless-stopped` for the processes that exit on a lost database (Airflow's scheduler);
+`down` stops the loop with its process group.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -22,6 +24,12 @@ CACHE = Path(os.environ.get("DISKRISK_CACHE_DIR", ROOT / ".cache")).resolve()
 LOGS = STATE / "logs"
 RUN = STATE / "run"
 DATA = STATE / "data"
+
+
+RESTART_LOOP = (
+    'while :; do "$@"; rc=$?; '
+    'echo "=== $(date "+%F %T") $0 exited with $rc: restarting in 5s"; sleep 5; done'
+)
 
 
 class StackError(RuntimeError):
@@ -42,6 +50,7 @@ class Service:
     # Names (or name prefixes ending in "_") of the caller's variables the service must not
     # inherit: it reads them from `.env` itself, where an edit takes effect without a restart.
     scrub: tuple[str, ...] = ()
+    restart: bool = False
 
     @property
     def pidfile(self) -> Path:
@@ -85,7 +94,7 @@ def start(svc: Service) -> str:
     if svc.prepare:
         svc.prepare()
     env = {**inherited(svc), **svc.env}
-    argv = svc.argv
+    argv = ["bash", "-c", RESTART_LOOP, svc.name, *svc.argv] if svc.restart else svc.argv
     if svc.user and os.geteuid() == 0:
         argv = ["setpriv", f"--reuid={svc.user}", f"--regid={svc.user}", "--init-groups", *argv]
     with svc.logfile.open("ab") as log:
@@ -150,12 +159,6 @@ def tail(svc: Service, lines: int = 40) -> str:
         return "\n".join(svc.logfile.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return "(no log)"
-
-
-def port_open(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1.0)
-        return s.connect_ex((host, port)) == 0
 
 
 def run(argv: list[str], env: dict[str, str] | None = None, user: str | None = None) -> str:

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import time
 import urllib.request
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from localstack.proc import CACHE, DATA, LOGS, ROOT, STATE, Service, StackError, port_open, run
+from localstack.proc import CACHE, DATA, LOGS, ROOT, STATE, Service, StackError, run
 
 ENV_FILE = Path(os.environ.get("DISKRISK_ENV_FILE", ROOT / ".env"))
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -159,12 +160,18 @@ def postgres(e: dict[str, str]) -> Service:
             "-k",
             str(_owned_dir(STATE / "run" / "pgsock")),
         ],
-        ready=lambda: port_open(host, port),
+        # accepting connections, not only listening: one in crash recovery refuses logins
+        ready=lambda: _pg_accepting(host, port),
         prepare=prepare,
         after=after,
         user=SERVICE_USER,
         timeout=60,
     )
+
+
+def _pg_accepting(host: str, port: int) -> bool:
+    probe = [str(PG_BIN / "pg_isready"), "-q", "-h", host, "-p", str(port)]
+    return subprocess.run(probe, check=False, timeout=10).returncode == 0
 
 
 def pg_url(e: dict[str, str], app: str, db: str | None = None) -> str:
@@ -458,17 +465,27 @@ def airflow_api(e: dict[str, str]) -> Service:
 
 
 def airflow_component(e: dict[str, str], component: str) -> Service:
-    """Scheduler, dag-processor and triggerer have no port: ready once they stayed up for a
-    few seconds."""
+    """Scheduler, dag-processor and triggerer have no port: ready once the API reports the
+    component's heartbeat healthy and the process has stayed up a few seconds (a heartbeat
+    of the process a restart replaced is healthy for a while too)."""
+    health = f"{e['AIRFLOW_API_URL'].rstrip('/')}/api/v2/monitor/health"
+    key = component.replace("-", "_")
+
+    def ready() -> bool:
+        if time.time() - svc.pidfile.stat().st_mtime < 10:
+            return False
+        with urllib.request.urlopen(health, timeout=5) as resp:
+            return bool(json.load(resp)[key]["status"] == "healthy")
+
     svc = Service(
         name=f"airflow-{component}",
         argv=[str(VENV_BIN / "airflow"), component],
         env=airflow_env(e),
-        ready=lambda: False,
-        timeout=60,
+        ready=ready,
+        timeout=120,
         scrub=PIPELINE_VARS,
+        restart=True,
     )
-    svc.ready = lambda: time.time() - svc.pidfile.stat().st_mtime > 10
     return svc
 
 

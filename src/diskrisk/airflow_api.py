@@ -33,13 +33,29 @@ class AirflowApiError(RuntimeError):
         self.status = status
 
 
+class SchedulerDownError(RuntimeError):
+    """The scheduler stopped heartbeating: no run can progress, so waiting longer is futile."""
+
+
 class AirflowClient:
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0):
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        timeout: float = 30.0,
+        scheduler_grace: float = 180.0,
+    ):
         self.base_url = base_url.rstrip("/")
         self.username = username
         self.password = password
         self.timeout = timeout
+        # How long `wait`/`settle` tolerate an unhealthy scheduler (a busy one on 2 cores may
+        # miss a heartbeat or two) before they give up with SchedulerDownError.
+        self.scheduler_grace = scheduler_grace
         self._token: str | None = None
+        self._unhealthy_since: float | None = None
+        self._health_checked = 0.0
 
     @classmethod
     def from_settings(cls, timeout: float = 30.0) -> AirflowClient:
@@ -88,6 +104,31 @@ class AirflowClient:
                 raise
             self._token = None
             return self._send(method, url, body, self.token())
+
+    # --- health -------------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """``/api/v2/monitor/health``: metadatabase, scheduler, dag-processor, triggerer."""
+        return self._send("GET", f"{self.base_url}/api/v2/monitor/health")  # type: ignore[no-any-return]
+
+    def check_scheduler(self, every: float = 15.0) -> None:
+        """Raise SchedulerDownError once the scheduler has been unhealthy for longer than
+        ``scheduler_grace``; asks the API at most once per ``every`` seconds."""
+        now = time.monotonic()
+        if now - self._health_checked < every:
+            return
+        self._health_checked = now
+        scheduler = self.health().get("scheduler") or {}
+        if scheduler.get("status") == "healthy":
+            self._unhealthy_since = None
+            return
+        self._unhealthy_since = self._unhealthy_since or now
+        if now - self._unhealthy_since > self.scheduler_grace:
+            raise SchedulerDownError(
+                f"the Airflow scheduler is {scheduler.get('status')} (last heartbeat "
+                f"{scheduler.get('latest_scheduler_heartbeat')}) for more than "
+                f"{self.scheduler_grace:.0f}s: no run can progress. Is it running? "
+                "(local stack: scripts/stack status; compose: docker compose ps)"
+            )
 
     # --- DAGs and runs ------------------------------------------------------------------------------
     def dag(self, dag_id: str = DAG_ID) -> dict[str, Any]:
@@ -140,6 +181,7 @@ class AirflowClient:
                 on_wait(active)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{dag_id}: runs still active after {timeout:.0f}s: {active}")
+            self.check_scheduler()
             time.sleep(3)
 
     def trigger(
@@ -236,7 +278,8 @@ class AirflowClient:
         on_change: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None,
     ) -> dict[str, Any]:
         """Poll until the run succeeds or fails; ``on_change(run, task_instances)`` whenever a
-        task's state changes. Returns the final run."""
+        task's state changes. Returns the final run; SchedulerDownError when the scheduler
+        stays unhealthy (the run would wait for nothing)."""
         deadline = time.monotonic() + timeout
         seen: dict[tuple[str, int], str | None] = {}
         while True:
@@ -250,6 +293,7 @@ class AirflowClient:
                 return run  # type: ignore[no-any-return]
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} still {run['state']} after {timeout:.0f}s")
+            self.check_scheduler()
             time.sleep(poll)
 
 
