@@ -3,7 +3,8 @@
     .venv/bin/python bench/fleet.py [--drives 300000] [--history 90] [--rsf] [--json out.json]
 
 1. **history / backfill**: ``--history`` seeded synthetic days (``diskrisk.synth``, modern
-   layout, 191 columns, failures and drive churn) are generated one at a time and landed with
+   layout, 191 columns, failures and drive churn, wear onsets at the stationary rate so a year
+   keeps its failure rate) are generated one at a time and landed with
    ``lake.process`` (one pass: raw upload, validation, zstd Parquet, manifest), then the first
    training: dataset → every default family → promote → score. With ``--history 365`` this is
    the year's backfill (b).
@@ -125,7 +126,7 @@ def history(src: str, drives: int, days: int, seed: int, drop_raw: bool) -> dict
     from diskrisk import lake, layout, synth
     from diskrisk.config import lake_prefix
 
-    gen = synth.Generator("modern", drives, seed)
+    gen = synth.Generator("modern", drives, seed, wear_onset=synth.STATIONARY_WEAR_ONSET)
     t_gen = t_land = 0.0
     csv_mb = 0.0
     work = Path(src) / "history"

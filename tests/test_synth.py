@@ -80,6 +80,21 @@ def test_fleet_dynamics():
     assert new, "new drives appear"
 
 
+def _failures_per_window(wear_onset: float, days: int = 240, window: int = 60) -> list[int]:
+    g = synth.Generator("2013", 4000, seed=3, wear_onset=wear_onset)
+    daily = [int(pc.sum(t["failure"]).as_py()) for _, t in g.days(date(2024, 1, 1), days)]
+    return [sum(daily[i : i + window]) for i in range(0, days, window)]
+
+
+def test_wear_onset_keeps_a_long_runs_failure_rate_level():
+    """Without onset the degrading minority dies out within months and later failures carry
+    no signal; with the stationary onset the last window fails about as often as the first."""
+    plain = _failures_per_window(0.0)
+    level = _failures_per_window(synth.STATIONARY_WEAR_ONSET)
+    assert plain[-1] < 0.4 * plain[0], plain
+    assert 0.7 * level[0] < level[-1] < 1.4 * level[0], level
+
+
 def test_output_validates_clean(tmp_path):
     paths = synth.write_days(tmp_path, "modern", 500, 2, date(2024, 3, 1), seed=2)
     assert [p.name for p in paths] == ["2024-03-01.csv", "2024-03-02.csv"]

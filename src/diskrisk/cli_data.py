@@ -134,6 +134,9 @@ def synth(
     start: str = typer.Option("2024-01-01", help="first day YYYY-MM-DD"),
     out: Path = typer.Option(Path("data/synth"), help="output folder"),
     seed: int = typer.Option(0, help="random seed"),
+    stationary: bool = typer.Option(
+        False, help="healthy drives keep starting to wear: a long run keeps its failure rate"
+    ),
 ) -> None:
     """Write seeded synthetic Backblaze-format daily CSVs."""
     from diskrisk import synth as sy
@@ -148,5 +151,6 @@ def synth(
             date.fromisoformat(start),
             seed,
             on_day=lambda p: prog.advance(task),
+            wear_onset=sy.STATIONARY_WEAR_ONSET if stationary else 0.0,
         )
     typer.echo(json.dumps({"files": len(paths), "out": str(out)}))
