@@ -296,11 +296,11 @@ def trigger(
     timeout: float = typer.Option(3600.0, help="seconds to wait for the run"),
 ) -> None:
     """Trigger diskrisk_pipeline on the running Airflow (REST API, no logical date, like the
-    UI's Trigger button) and follow it. Exit status 1 when the run fails."""
-    from diskrisk.airflow_api import AirflowClient
+    UI's Trigger button) and follow it. Exit status 1 when the run fails or the scheduler
+    stops heartbeating while it waits."""
+    from diskrisk.airflow_api import AirflowClient, SchedulerDownError
 
     client = AirflowClient.from_settings()
-    ready_dag(client)
     conf: dict = {"force_retrain": force_retrain}
     if start:
         conf["start"] = start
@@ -308,10 +308,15 @@ def trigger(
         conf["end"] = end
     if families:
         conf["families"] = families
-    run = client.trigger(conf)
-    console.print(f"triggered {run['dag_run_id']} with {json.dumps(conf)}")
-    if wait and follow_run(client, run["dag_run_id"], timeout)["state"] != "success":
-        raise typer.Exit(1)
+    try:
+        ready_dag(client)
+        run = client.trigger(conf)
+        console.print(f"triggered {run['dag_run_id']} with {json.dumps(conf)}")
+        if wait and follow_run(client, run["dag_run_id"], timeout)["state"] != "success":
+            raise typer.Exit(1)
+    except SchedulerDownError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
 
 
 @app.command()
