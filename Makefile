@@ -67,7 +67,7 @@ lock:                 ## re-pin requirements.txt from the current virtualenv
 bench-ingest: up
 	$(VENV)/python bench/ingest.py
 
-soak: up              ## 60 daily intervals backfilled through the running scheduler (test_soak; CI runs 5)
+soak: up              ## 60 daily intervals backfilled through the running scheduler (test_soak; CI runs 3)
 	DISKRISK_SOAK_INTERVALS=$${DISKRISK_SOAK_INTERVALS:-60} DISKRISK_REQUIRE_INTEGRATION=1 \
 	  $(VENV)/pytest -s tests/test_soak.py $(PYTEST_ARGS)
 

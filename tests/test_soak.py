@@ -3,8 +3,9 @@ synthetic days as an Airflow backfill (one scheduled run per interval, each catc
 day), with no failed run; the long-lived services' memory stays flat; at the end the lake,
 registry and HBase agree (rows per day = manifest, one marker per scored day).
 
-`.ci/run` runs DISKRISK_SOAK_INTERVALS=5 (the default); `make soak` runs 60 and prints the
-figures (run times, each service's resident memory at the start and the end)."""
+`.ci/run` runs DISKRISK_SOAK_INTERVALS=3 (the default: the history's catch-up, then three
+daily runs); `make soak` runs 60 and prints the figures (run times, each service's resident
+memory at the start and the end)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def test_backfill_through_the_schedule(stack_env, tmp_path_factory):
     from diskrisk.cli_pipeline import ready_dag
     from diskrisk.registry import CHAMPION, Registry
 
-    intervals = int(os.environ.get("DISKRISK_SOAK_INTERVALS", "5"))
+    intervals = int(os.environ.get("DISKRISK_SOAK_INTERVALS", "3"))
     client = AirflowClient.from_settings()
     ready_dag(client)
     source = tmp_path_factory.mktemp("soak")
