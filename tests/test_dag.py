@@ -273,3 +273,26 @@ def test_a_challenger_without_failures_to_evaluate_still_returns_json():
     safe = pipeline._json_safe(result)
     assert json.loads(json.dumps(safe, allow_nan=False))["harrell_c"] is None
     assert math.isnan(pipeline._nan_if_none(safe["harrell_c"]))
+
+
+@pytest.mark.parametrize(
+    ("age_s", "down"), [(5, False), (25, True), (None, True)], ids=["fresh", "stale", "never"]
+)
+def test_a_wait_gives_up_once_the_schedulers_heartbeat_is_older_than_the_grace(age_s, down):
+    from datetime import UTC, datetime, timedelta
+
+    from diskrisk.airflow_api import AirflowClient, SchedulerDownError
+
+    beat = None if age_s is None else datetime.now(UTC) - timedelta(seconds=age_s)
+
+    class Answers(AirflowClient):  # the health endpoint's answer, as the API gives it
+        def health(self):
+            iso = beat and beat.isoformat().replace("+00:00", "Z")
+            return {"scheduler": {"status": "unhealthy", "latest_scheduler_heartbeat": iso}}
+
+    client = Answers("http://unused", "u", "p", scheduler_grace=20)
+    if down:
+        with pytest.raises(SchedulerDownError, match="more than 20s"):
+            client.check_scheduler()
+    else:
+        client.check_scheduler()

@@ -51,6 +51,9 @@ class Service:
     # inherit: it reads them from `.env` itself, where an edit takes effect without a restart.
     scrub: tuple[str, ...] = ()
     restart: bool = False
+    # Seconds the process must have run before `ready` counts (a health answer may still be
+    # about the process this one replaced).
+    min_uptime: float = 0.0
 
     @property
     def pidfile(self) -> Path:
@@ -122,7 +125,8 @@ def _wait_ready(svc: Service, proc: subprocess.Popen[bytes] | None = None) -> No
         if proc is not None and proc.poll() is not None:
             raise StackError(f"{svc.name} exited with {proc.returncode}; log:\n{tail(svc)}")
         try:
-            if svc.ready():
+            uptime = time.time() - svc.pidfile.stat().st_mtime
+            if uptime >= svc.min_uptime and svc.ready():
                 return
         except Exception:  # readiness probes fail in many ways while a service boots
             pass

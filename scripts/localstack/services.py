@@ -13,7 +13,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -472,12 +471,10 @@ def airflow_component(e: dict[str, str], component: str) -> Service:
     key = component.replace("-", "_")
 
     def ready() -> bool:
-        if time.time() - svc.pidfile.stat().st_mtime < 10:
-            return False
         with urllib.request.urlopen(health, timeout=5) as resp:
             return bool(json.load(resp)[key]["status"] == "healthy")
 
-    svc = Service(
+    return Service(
         name=f"airflow-{component}",
         argv=[str(VENV_BIN / "airflow"), component],
         env=airflow_env(e),
@@ -485,8 +482,8 @@ def airflow_component(e: dict[str, str], component: str) -> Service:
         timeout=120,
         scrub=PIPELINE_VARS,
         restart=True,
+        min_uptime=10,
     )
-    return svc
 
 
 def risk_api(e: dict[str, str]) -> Service:

@@ -54,8 +54,6 @@ class AirflowClient:
         # miss a heartbeat or two) before they give up with SchedulerDownError.
         self.scheduler_grace = scheduler_grace
         self._token: str | None = None
-        self._unhealthy_since: float | None = None
-        self._health_checked = 0.0
 
     @classmethod
     def from_settings(cls, timeout: float = 30.0) -> AirflowClient:
@@ -110,25 +108,18 @@ class AirflowClient:
         """``/api/v2/monitor/health``: metadatabase, scheduler, dag-processor, triggerer."""
         return self._send("GET", f"{self.base_url}/api/v2/monitor/health")  # type: ignore[no-any-return]
 
-    def check_scheduler(self, every: float = 15.0) -> None:
-        """Raise SchedulerDownError once the scheduler has been unhealthy for longer than
-        ``scheduler_grace``; asks the API at most once per ``every`` seconds."""
-        now = time.monotonic()
-        if now - self._health_checked < every:
-            return
-        self._health_checked = now
+    def check_scheduler(self) -> None:
+        """Raise SchedulerDownError once the scheduler's last heartbeat is older than
+        ``scheduler_grace`` (none at all counts as down)."""
         scheduler = self.health().get("scheduler") or {}
-        if scheduler.get("status") == "healthy":
-            self._unhealthy_since = None
+        beat = _parse_time(scheduler.get("latest_scheduler_heartbeat"))
+        if beat is not None and (datetime.now(UTC) - beat).total_seconds() <= self.scheduler_grace:
             return
-        self._unhealthy_since = self._unhealthy_since or now
-        if now - self._unhealthy_since > self.scheduler_grace:
-            raise SchedulerDownError(
-                f"the Airflow scheduler is {scheduler.get('status')} (last heartbeat "
-                f"{scheduler.get('latest_scheduler_heartbeat')}) for more than "
-                f"{self.scheduler_grace:.0f}s: no run can progress. Is it running? "
-                "(local stack: scripts/stack status; compose: docker compose ps)"
-            )
+        raise SchedulerDownError(
+            f"the Airflow scheduler is {scheduler.get('status')} (last heartbeat {beat}) for "
+            f"more than {self.scheduler_grace:.0f}s: no run can progress. Is it running? "
+            "(local stack: scripts/stack status; compose: docker compose ps)"
+        )
 
     # --- DAGs and runs ------------------------------------------------------------------------------
     def dag(self, dag_id: str = DAG_ID) -> dict[str, Any]:
