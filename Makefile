@@ -24,16 +24,21 @@ status:
 logs:
 	scripts/stack logs
 
-test: check           ## README's test command: lint, every test on the local stack, then the compose deployment
-	@rc=0; $(MAKE) --no-print-directory test-stack || rc=$$?; \
-	$(MAKE) --no-print-directory test-deploy || rc=$$?; exit $$rc
+# The two halves run side by side: most of either is waiting on its own scheduler, so on 2 cores
+# the pair takes little more than the longer one (they share no port, project or data).
+# Their output is prefixed [stack]/[deploy]; -o setup: `check` has just run it, once.
+test: check compose-tool  ## README's test command: lint, then the local-stack tests and the compose deployment side by side
+	@set -o pipefail; rc=0; \
+	( $(MAKE) --no-print-directory -o setup test-deploy 2>&1 | sed -u 's/^/[deploy] /' ) & deploy=$$!; \
+	( $(MAKE) --no-print-directory -o setup test-stack 2>&1 | sed -u 's/^/[stack] /' ) || rc=$$?; \
+	wait $$deploy || rc=$$?; exit $$rc
 
 test-stack: up        ## every test but the deployment's, on the local stack (stopped afterwards)
-	@rc=0; DISKRISK_REQUIRE_INTEGRATION=1 $(VENV)/pytest -m "not deploy" $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; DISKRISK_REQUIRE_INTEGRATION=1 $(VENV)/pytest -m "not deploy" --durations=25 $(PYTEST_ARGS) || rc=$$?; \
 	[ $$rc -eq 0 ] || scripts/stack logs >&2 || true; scripts/stack down; exit $$rc
 
 test-deploy: setup images-offline  ## the compose deployment on a real Docker engine (tests/test_deploy.py)
-	$(VENV)/pytest -m deploy tests/test_deploy.py $(PYTEST_ARGS)
+	$(VENV)/pytest -m deploy tests/test_deploy.py --durations=0 --basetemp="$${TMPDIR:-/tmp}/diskrisk-deploy-tests" $(PYTEST_ARGS)
 
 check: lint typecheck actionlint  ## static checks: ruff, ruff format, mypy, actionlint
 
