@@ -48,8 +48,16 @@ def oracle_stacked(marks, end, lookback, con, followup_days=None):
 
 
 def oracle_train(full, origin):
-    """A split's training rows: landmarks before ``origin``, follow-up censored at it."""
-    return survival.truncate_followup(full[full["snapshot_date"] < pd.Timestamp(origin)], origin)
+    """A split's training rows: landmarks before ``origin``, follow-up censored at it (events
+    after it become censored at ``origin``; rows left with no follow-up dropped)."""
+    df = full[full["snapshot_date"] < pd.Timestamp(origin)].copy()
+    end = pd.Timestamp(origin)
+    late = df["snapshot_date"] + pd.to_timedelta(df["duration_days"], unit="D") > end
+    df.loc[late, "duration_days"] = (end - df.loc[late, "snapshot_date"]).dt.days
+    df.loc[late, "event"] = False
+    df = df[df["duration_days"] >= 1].copy()
+    df["exit_age_days"] = df["entry_age_days"] + df["duration_days"]
+    return df.reset_index(drop=True)
 
 
 def oracle_test(split, lookback, con):

@@ -30,7 +30,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from diskrisk import lake
@@ -222,66 +221,3 @@ def _types(df: pd.DataFrame) -> pd.DataFrame:
         df["duration_days"] = df["duration_days"].astype("int64")
         df["event"] = df["event"].astype(bool)
     return df
-
-
-def truncate_followup(df: pd.DataFrame, end: date | str) -> pd.DataFrame:
-    """Censor follow-up at ``end``: events after it become censored at ``end``."""
-    end_ts = pd.Timestamp(_as_date(end))
-    stop = df["snapshot_date"] + pd.to_timedelta(df["duration_days"], unit="D")
-    out = df.copy()
-    late = stop > end_ts
-    out.loc[late, "duration_days"] = (end_ts - out.loc[late, "snapshot_date"]).dt.days
-    out.loc[late, "event"] = False
-    out = out[out["duration_days"] >= 1].copy()
-    out["exit_age_days"] = out["entry_age_days"] + out["duration_days"]
-    return out.reset_index(drop=True)
-
-
-def split(
-    df: pd.DataFrame,
-    holdout_fraction: float = 0.2,
-    seed: int = 0,
-    by: str = "drive",
-    *,
-    split_date: date | str | None = None,
-    lookback: int = 30,
-    smart_ids: Sequence[int] = DEFAULT_SMART_IDS,
-    prefix: str = "",
-    root: str | Path | None = None,
-    con: duckdb.DuckDBPyConnection | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train/holdout split, deterministic for a seed.
-
-    * ``by="drive"``: serials are split (a drive never lands on both sides), stratified by
-      whether the drive has an event, ``holdout_fraction`` of drives held out.
-    * ``by="time"``: ``df`` is the dataset of an earlier snapshot; train = ``df`` with follow-up
-      censored at ``split_date``; holdout = the snapshot at ``split_date`` with follow-up after
-      it (read from the lake). ``holdout_fraction``/``seed`` are unused.
-    """
-    if by == "drive":
-        from sklearn.model_selection import train_test_split
-
-        per = df.groupby("serial_number", sort=True)["event"].max()
-        serials = per.index.to_numpy()
-        strat = per.to_numpy().astype(int)
-        counts = np.bincount(strat, minlength=2)
-        use_strat = counts.min() >= 2 and round(len(serials) * holdout_fraction) >= 2
-        _, ho = train_test_split(
-            serials,
-            test_size=holdout_fraction,
-            random_state=seed,
-            stratify=strat if use_strat else None,
-        )
-        ho_set = set(ho)
-        mask = df["serial_number"].isin(ho_set)
-        return df[~mask].reset_index(drop=True), df[mask].reset_index(drop=True)
-    if by == "time":
-        if split_date is None:
-            raise ValueError("by='time' needs split_date")
-        t = _as_date(split_date)
-        train = truncate_followup(df, t)
-        holdout = survival_dataset(
-            t, lookback, smart_ids=smart_ids, prefix=prefix, root=root, con=con
-        )
-        return train, holdout
-    raise ValueError(f"by must be 'drive' or 'time', not {by!r}")
