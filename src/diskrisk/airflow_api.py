@@ -50,8 +50,8 @@ class AirflowClient:
         self.username = username
         self.password = password
         self.timeout = timeout
-        # How long `wait`/`settle` tolerate an unhealthy scheduler (a busy one on 2 cores may
-        # miss a heartbeat or two) before they give up with SchedulerDownError.
+        # How old the scheduler's last heartbeat may be (a busy one on 2 cores misses some)
+        # before `wait`/`settle` give up with SchedulerDownError.
         self.scheduler_grace = scheduler_grace
         self._token: str | None = None
 
@@ -269,8 +269,8 @@ class AirflowClient:
         on_change: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None,
     ) -> dict[str, Any]:
         """Poll until the run succeeds or fails; ``on_change(run, task_instances)`` whenever a
-        task's state changes. Returns the final run; SchedulerDownError when the scheduler
-        stays unhealthy (the run would wait for nothing)."""
+        task's state changes. Returns the final run; SchedulerDownError once the scheduler's
+        last heartbeat is older than ``scheduler_grace`` (the run would wait for nothing)."""
         deadline = time.monotonic() + timeout
         seen: dict[tuple[str, int], str | None] = {}
         while True:
