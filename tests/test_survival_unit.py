@@ -131,21 +131,6 @@ def test_vendor_sql_matches_python():
     assert survival.vendor_of("mystery") == "other"
 
 
-def fake(n=400, events=40, seed=0):
-    rng = np.random.default_rng(seed)
-    ev = np.zeros(n, bool)
-    ev[rng.choice(n, events, replace=False)] = True
-    return pd.DataFrame(
-        {
-            "serial_number": [f"S{i:04d}" for i in range(n)],
-            "snapshot_date": pd.Timestamp("2020-01-10"),
-            "duration_days": rng.integers(1, 30, n),
-            "event": ev,
-            "entry_age_days": rng.uniform(0, 900, n),
-        }
-    ).assign(exit_age_days=lambda d: d.entry_age_days + d.duration_days)
-
-
 def test_synthetic_signal_cox_cindex(tmp_path):
     lifelines = pytest.importorskip("lifelines")
     from lifelines.utils import concordance_index
