@@ -372,13 +372,13 @@ def test_restart_keeps_state_and_celery_workers_share_the_training(deployment):
         )
         assert lake_days == [day(i) for i in range(N_DAYS)]
         assert deployment.scores(day(N_DAYS - 1)) is not None
-        # mapped training tasks spread over both workers
-        families = ["coxph", "km", "weibull_aft", "coxnet"]
+        # mapped training tasks spread over both workers: two families queued at once, one
+        # task per worker, so each worker takes one
         tis = deployment.assert_success(
-            deployment.trigger({"force_retrain": True, "families": families})
+            deployment.trigger({"force_retrain": True, "families": FAMILIES})
         )
         trained = {k: v for k, v in tis.items() if k.startswith("train_and_evaluate[")}
-        assert len(trained) == len(families)
+        assert len(trained) == len(FAMILIES)
         assert len({ti["hostname"] for ti in trained.values()}) == 2, trained
     finally:
         os.environ.pop("AIRFLOW__CORE__EXECUTOR", None)

@@ -40,9 +40,10 @@ def client(stack_env):
 def isolated(client, backblaze_dir, tmp_path_factory):
     """A source of the first DAYS real days (symlinks: read in place) and isolation settings,
     written into `.env` only; `.env` is restored byte for byte afterwards."""
-    from localstack.proc import RUN
+    from localstack.proc import recorded_pid
 
-    pid = int((RUN / "airflow-scheduler.pid").read_text())
+    pid = recorded_pid("airflow-scheduler")
+    assert pid is not None, "the local stack's scheduler is not running"
     scheduler_env = {
         line.split("=", 1)[0]
         for line in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")

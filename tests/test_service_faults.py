@@ -69,6 +69,8 @@ def setup(stack_env, tmp_path_factory) -> Iterator[dict]:
         "DISKRISK_TRAIN_N_BOOTSTRAP": "20",
         # a lost HBase master fails the score task in ~1 min instead of ~5 (5 tries)
         "DISKRISK_HBASE_TIMEOUT_S": "10",
+        # and a lost MLflow server fails the training in seconds instead of ~4 min (7 retries)
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     }
     with in_env_file(settings):
         yield {"client": client, "days": [p.stem for p in paths], "settings": settings}
@@ -154,9 +156,11 @@ def test_a_stopped_scheduler_ends_the_wait_and_an_exited_one_comes_back(setup):
 
 def _stack_pid(service: str) -> int:
     """The pid the local stack recorded (a restart loop's: the service is its child)."""
-    from localstack.proc import RUN
+    from localstack.proc import recorded_pid
 
-    return int((RUN / f"{service}.pid").read_text())
+    pid = recorded_pid(service)
+    assert pid is not None, f"{service} is not running"
+    return pid
 
 
 def _children(pid: int) -> list[int]:

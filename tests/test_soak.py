@@ -44,11 +44,13 @@ SERVICES = (
 
 def _rss_mb() -> dict[str, float]:
     """Resident memory of each local-stack service with its child processes."""
-    from localstack.proc import RUN
+    from localstack.proc import recorded_pid
 
     out = {}
     for name in SERVICES:
-        proc = psutil.Process(int((RUN / f"{name}.pid").read_text()))
+        pid = recorded_pid(name)
+        assert pid is not None, f"{name} is not running"
+        proc = psutil.Process(pid)
         procs = [proc, *proc.children(recursive=True)]
         out[name] = sum(p.memory_info().rss for p in procs if p.is_running()) / 2**20
     return out

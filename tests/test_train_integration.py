@@ -12,11 +12,26 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+@pytest.fixture(scope="module")
+def real_lake(stack_env, backblaze_dir):
+    """The real 2013 days up to 05-04 in a lake prefix of this module's own, built once; each
+    test trains and judges over it in a registry, experiment and namespace of its own."""
+    from diskrisk import config, pipeline
+
+    prefix = f"trainlake{uuid.uuid4().hex[:8]}/"
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("DISKRISK_LAKE_PREFIX", prefix)
+        config.cached.cache_clear()
+        pipeline.build_lake(pipeline.collect(str(backblaze_dir), "2013-04-10", "2013-05-04"))
+    config.cached.cache_clear()
+    return prefix
+
+
 @pytest.fixture
-def isolated(monkeypatch):
+def isolated(monkeypatch, real_lake):
     tag = f"train{uuid.uuid4().hex[:8]}"
     for key, value in {
-        "DISKRISK_LAKE_PREFIX": f"{tag}/",
+        "DISKRISK_LAKE_PREFIX": real_lake,
         "DISKRISK_MODEL_NAME": f"{tag}-risk",
         "DISKRISK_EXPERIMENT": tag,
         "DISKRISK_HBASE_NAMESPACE": tag,
@@ -30,14 +45,13 @@ def isolated(monkeypatch):
     config.cached.cache_clear()
 
 
-def test_operator_commands_use_the_out_of_time_splits(stack_env, backblaze_dir, tmp_path, isolated):
+def test_operator_commands_use_the_out_of_time_splits(tmp_path, isolated):
     from diskrisk import pipeline
     from diskrisk.dataset import DatasetRef, read_table
     from diskrisk.ops import evaluate_alias, retrain_rounds
     from diskrisk.promote import promote_challenger
     from diskrisk.registry import Registry
 
-    pipeline.build_lake(pipeline.collect(str(backblaze_dir), "2013-04-10", "2013-05-04"))
     with pytest.raises(RuntimeError, match="out-of-time test windows"):
         pipeline.dataset("2013-04-12")  # three days: no room for a training window
     ref = DatasetRef.from_json(pipeline.dataset())
@@ -90,14 +104,12 @@ def test_operator_commands_use_the_out_of_time_splits(stack_env, backblaze_dir, 
 
 
 @pytest.fixture
-def lake(stack_env, backblaze_dir, isolated, monkeypatch):
-    """The isolated lake of the real 2013 days, trained on by one fixed code revision (the
+def lake(isolated, monkeypatch):
+    """The pipeline over the real lake, trained on by one fixed code revision (the
     repository's HEAD may move while a test runs)."""
     from diskrisk import pipeline
 
     monkeypatch.setenv("DISKRISK_GIT_REVISION", f"{isolated}-revision")
-    monkeypatch.setenv("DISKRISK_TRAIN_N_BOOTSTRAP", "30")  # equality of paths needs no more
-    pipeline.build_lake(pipeline.collect(str(backblaze_dir), "2013-04-10", "2013-05-04"))
     return pipeline
 
 

@@ -65,8 +65,14 @@ class Service:
 
 
 def pid_of(svc: Service) -> int | None:
+    return recorded_pid(svc.name)
+
+
+def recorded_pid(name: str) -> int | None:
+    """The live pid `up` recorded for the service ``name`` (a restart loop's for a service
+    that has one), or None."""
     try:
-        pid = int(svc.pidfile.read_text().strip())
+        pid = int((RUN / f"{name}.pid").read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
     try:

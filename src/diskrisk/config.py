@@ -91,6 +91,9 @@ class MlflowSettings(_Base):
     tracking_uri: AnyHttpUrl = Field(alias="MLFLOW_TRACKING_URI")
     username: str = Field(alias="MLFLOW_TRACKING_USERNAME", min_length=1)
     password: SecretStr = Field(alias="MLFLOW_TRACKING_PASSWORD", min_length=8)
+    # mlflow's own variable, exported like the credentials: the default 7 retries back off for
+    # ~4 min before a task with the server down fails (and Airflow retries the task).
+    http_max_retries: int = Field(default=7, ge=0, alias="MLFLOW_HTTP_REQUEST_MAX_RETRIES")
     model_name: str = Field(default="diskrisk-failure-risk", alias="DISKRISK_MODEL_NAME")
     experiment: str = Field(default="diskrisk", alias="DISKRISK_EXPERIMENT")
     # Who the pipeline shares what it creates with (READ on the model and its experiments).

@@ -13,12 +13,13 @@ from diskrisk.config import MlflowSettings, cached
 def connect(settings: MlflowSettings | None = None) -> MlflowClient:
     """Point the mlflow client at the server with the pipeline's identity.
 
-    The mlflow client reads basic-auth credentials only from the process environment, so the
-    validated settings (which may come from `.env`) are exported there.
+    The mlflow client reads basic-auth credentials and its retry count only from the process
+    environment, so the validated settings (which may come from `.env`) are exported there.
     """
     s = settings or cached(MlflowSettings)
     os.environ["MLFLOW_TRACKING_USERNAME"] = s.username
     os.environ["MLFLOW_TRACKING_PASSWORD"] = s.password.get_secret_value()
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(s.http_max_retries)
     uri = str(s.tracking_uri).rstrip("/")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
