@@ -127,7 +127,7 @@ def main() -> None:
         )
     horizon = [float(args.block - 1)]
     results = {}
-    source = f"lake {args.lake}" if args.lake else "real 2013 days"
+    source = f"lake {args.lake}" if args.lake else f"days of {args.data}"
     table = Table(title=f"out-of-time quality ({source}, {len(splits)} split(s))")
     for col in (
         "family",
