@@ -63,6 +63,16 @@ def in_process(settings: dict[str, str]) -> Iterator[None]:
         config.cached.cache_clear()
 
 
+def stack_pid(service: str) -> int:
+    """The pid the local stack recorded for ``service`` (a restart loop's: the service is its
+    child); fails when it is not running."""
+    from localstack.proc import recorded_pid
+
+    pid = recorded_pid(service)
+    assert pid is not None, f"the local stack's {service} is not running"
+    return pid
+
+
 def wait_for_task(
     client: Any, run_id: str, task: str, states: set[str], timeout: float, poll: float = 1.0
 ) -> dict[str, Any]:

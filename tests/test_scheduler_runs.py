@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduled import in_env_file, in_process, isolation
+from scheduled import in_env_file, in_process, isolation, stack_pid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,10 +40,7 @@ def client(stack_env):
 def isolated(client, backblaze_dir, tmp_path_factory):
     """A source of the first DAYS real days (symlinks: read in place) and isolation settings,
     written into `.env` only; `.env` is restored byte for byte afterwards."""
-    from localstack.proc import recorded_pid
-
-    pid = recorded_pid("airflow-scheduler")
-    assert pid is not None, "the local stack's scheduler is not running"
+    pid = stack_pid("airflow-scheduler")
     scheduler_env = {
         line.split("=", 1)[0]
         for line in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")

@@ -30,6 +30,7 @@ from scheduled import (
     in_env_file,
     in_process,
     isolation,
+    stack_pid,
     wait_for_task,
 )
 
@@ -144,23 +145,14 @@ def test_a_stopped_scheduler_ends_the_wait_and_an_exited_one_comes_back(setup):
         # the run must not start once the scheduler is back
         client.request("PATCH", f"/dags/diskrisk_pipeline/dagRuns/{rid}", {"state": "failed"})
 
-    loop = _stack_pid("airflow-scheduler")
+    loop = stack_pid("airflow-scheduler")
     (first,) = _children(loop)
     os.kill(first, signal.SIGTERM)
     deadline = time.monotonic() + 180
     while _children(loop) in ([], [first]) or client.health()["scheduler"]["status"] != "healthy":
         assert time.monotonic() < deadline, "the scheduler was not started again"
         time.sleep(2)
-    assert _stack_pid("airflow-scheduler") == loop
-
-
-def _stack_pid(service: str) -> int:
-    """The pid the local stack recorded (a restart loop's: the service is its child)."""
-    from localstack.proc import recorded_pid
-
-    pid = recorded_pid(service)
-    assert pid is not None, f"{service} is not running"
-    return pid
+    assert stack_pid("airflow-scheduler") == loop
 
 
 def _children(pid: int) -> list[int]:

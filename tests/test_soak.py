@@ -23,6 +23,7 @@ from scheduled import (
     in_env_file,
     in_process,
     isolation,
+    stack_pid,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -44,13 +45,9 @@ SERVICES = (
 
 def _rss_mb() -> dict[str, float]:
     """Resident memory of each local-stack service with its child processes."""
-    from localstack.proc import recorded_pid
-
     out = {}
     for name in SERVICES:
-        pid = recorded_pid(name)
-        assert pid is not None, f"{name} is not running"
-        proc = psutil.Process(pid)
+        proc = psutil.Process(stack_pid(name))
         procs = [proc, *proc.children(recursive=True)]
         out[name] = sum(p.memory_info().rss for p in procs if p.is_running()) / 2**20
     return out

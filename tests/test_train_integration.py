@@ -9,6 +9,8 @@ import zipfile
 
 import pytest
 
+from scheduled import in_process
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
@@ -16,14 +18,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def real_lake(stack_env, backblaze_dir):
     """The real 2013 days up to 05-04 in a lake prefix of this module's own, built once; each
     test trains and judges over it in a registry, experiment and namespace of its own."""
-    from diskrisk import config, pipeline
+    from diskrisk import pipeline
 
     prefix = f"trainlake{uuid.uuid4().hex[:8]}/"
-    with pytest.MonkeyPatch.context() as m:
-        m.setenv("DISKRISK_LAKE_PREFIX", prefix)
-        config.cached.cache_clear()
+    with in_process({"DISKRISK_LAKE_PREFIX": prefix}):
         pipeline.build_lake(pipeline.collect(str(backblaze_dir), "2013-04-10", "2013-05-04"))
-    config.cached.cache_clear()
     return prefix
 
 

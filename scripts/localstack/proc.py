@@ -57,11 +57,15 @@ class Service:
 
     @property
     def pidfile(self) -> Path:
-        return RUN / f"{self.name}.pid"
+        return pidfile(self.name)
 
     @property
     def logfile(self) -> Path:
         return LOGS / f"{self.name}.log"
+
+
+def pidfile(name: str) -> Path:
+    return RUN / f"{name}.pid"
 
 
 def pid_of(svc: Service) -> int | None:
@@ -72,7 +76,7 @@ def recorded_pid(name: str) -> int | None:
     """The live pid `up` recorded for the service ``name`` (a restart loop's for a service
     that has one), or None."""
     try:
-        pid = int((RUN / f"{name}.pid").read_text().strip())
+        pid = int(pidfile(name).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
     try:
