@@ -389,6 +389,28 @@ def test_zip_over_http(scratch, tmp_path):
     assert summary.days[0].entry["rows"] == days[0].read_bytes().count(b"\n") - 1
 
 
+def test_one_pass_upload_is_verified_by_the_store_against_its_sha256(scratch, tmp_path):
+    """The raw day's sha256 (metadata, manifest) is also the object's checksum, which the
+    store checked on the PUT; a body that does not match its digest is refused, not stored."""
+    import base64
+
+    from botocore.exceptions import ClientError
+
+    src = sorted(DATA.glob("*.csv"))[0]
+    lake.process(src, prefix=scratch)
+    day = date.fromisoformat(src.stem)
+    head = s3.client().head_object(
+        Bucket=BUCKET, Key=layout.raw(day, scratch), ChecksumMode="ENABLED"
+    )
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    assert head["Metadata"]["sha256"] == sha
+    assert base64.b64decode(head["ChecksumSHA256"]).hex() == sha
+    key = f"{scratch}tampered.csv"
+    with pytest.raises(ClientError):
+        s3.put(key, b"a,b\n1,2\n", hashlib.sha256(b"a,b\n1,3\n").hexdigest(), "text/csv")
+    assert s3.head(key) is None
+
+
 def test_large_day_is_uploaded_in_multipart_chunks(scratch, tmp_path):
     from diskrisk import synth
 

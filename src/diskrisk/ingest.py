@@ -8,8 +8,9 @@ from it, so it keeps the *original* bytes of each day with their sha256 in the o
 * ``collect`` alone holds no day whole: each day is read twice as a stream (once to hash and
   count rows, once to upload in multipart chunks of ``chunk_size`` bytes), since S3 metadata
   (the digest) is fixed when the upload is created. ``lake.process`` reads each day once
-  instead (``overlap``): the day's bytes are hashed in memory and uploaded from there while
-  the lake validates the same bytes.
+  instead (``overlap``): the day's bytes are hashed in memory and uploaded from there, in one
+  PUT whose checksum is that sha256 (the store verifies it; botocore hashes nothing more),
+  while the lake validates the same bytes.
 * Same bytes again → no-op (sha256 compared with the object's metadata via HEAD). Different
   bytes → overwrite; the bucket is versioned so the old bytes stay retrievable, and a warning
   names the day and both digests.
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import re
 import shutil
@@ -286,21 +286,21 @@ def upload_day(
             old,
             sha,
         )
-    cfg = TransferConfig(
-        multipart_threshold=chunk_size, multipart_chunksize=chunk_size, max_concurrency=2
-    )
-    opened = contextlib.nullcontext(io.BytesIO(data)) if data is not None else day.open()
-    with opened as f:
-        s3.client().upload_fileobj(
-            f,
-            s3.bucket(),
-            key,
-            ExtraArgs={
-                "Metadata": {"sha256": sha, "source": day.source[-1000:], "rows": str(rows)},
-                "ContentType": "text/csv",
-            },
-            Config=cfg,
+    meta = {"source": day.source[-1000:], "rows": str(rows)}
+    if data is not None:  # one PUT, checked by the store against the sha256 it keeps
+        s3.put(key, data, sha, "text/csv", meta)
+    else:
+        cfg = TransferConfig(
+            multipart_threshold=chunk_size, multipart_chunksize=chunk_size, max_concurrency=2
         )
+        with day.open() as f:
+            s3.client().upload_fileobj(
+                f,
+                s3.bucket(),
+                key,
+                ExtraArgs={"Metadata": {"sha256": sha, **meta}, "ContentType": "text/csv"},
+                Config=cfg,
+            )
     return DayResult(day.day, day.name, status, sha, rows, key, old)
 
 

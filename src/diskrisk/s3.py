@@ -8,6 +8,7 @@ sha256 kept in the object's metadata) are decided in one place. Keys come from
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -22,7 +23,14 @@ from botocore.exceptions import ClientError
 
 from diskrisk.config import S3Settings, cached
 
-_RETRIES = Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"})
+# payload_signing_enabled=False: over plain http botocore otherwise hashes every body once more
+# for the signature. Each put carries a checksum header instead, inside the signature: the
+# sha256 diskrisk computes anyway (:func:`put`), or botocore's CRC32 (multipart parts). The
+# store verifies it, so a body changed on the way is refused, as with a signed payload.
+_RETRIES = Config(
+    retries={"max_attempts": 5, "mode": "standard"},
+    s3={"addressing_style": "path", "payload_signing_enabled": False},
+)
 
 
 def client(settings: S3Settings | None = None) -> Any:
@@ -112,10 +120,23 @@ def put_if_changed(key: str, body: bytes, content_type: str) -> tuple[str, bool]
     current = head(key)
     if current and current.get("Metadata", {}).get("sha256") == sha:
         return sha, False
-    client().put_object(
-        Bucket=bucket(), Key=key, Body=body, ContentType=content_type, Metadata={"sha256": sha}
-    )
+    put(key, body, sha, content_type)
     return sha, True
+
+
+def put(
+    key: str, body: bytes, sha256: str, content_type: str, metadata: dict[str, str] | None = None
+) -> None:
+    """One PUT whose checksum is ``sha256`` (hex, of ``body``): the store verifies the digest
+    kept in the object's metadata, and the bytes are hashed once, by the caller."""
+    client().put_object(
+        Bucket=bucket(),
+        Key=key,
+        Body=body,
+        ContentType=content_type,
+        ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode(),
+        Metadata={"sha256": sha256, **(metadata or {})},
+    )
 
 
 def delete_if_exists(key: str) -> None:
