@@ -7,6 +7,7 @@ reading the CSVs with pyarrow, never hard-coded from the pipeline's own output.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -389,11 +390,9 @@ def test_zip_over_http(scratch, tmp_path):
     assert summary.days[0].entry["rows"] == days[0].read_bytes().count(b"\n") - 1
 
 
-def test_one_pass_upload_is_verified_by_the_store_against_its_sha256(scratch, tmp_path):
+def test_one_pass_upload_is_verified_by_the_store_against_its_sha256(scratch):
     """The raw day's sha256 (metadata, manifest) is also the object's checksum, which the
     store checked on the PUT; a body that does not match its digest is refused, not stored."""
-    import base64
-
     from botocore.exceptions import ClientError
 
     src = sorted(DATA.glob("*.csv"))[0]
