@@ -285,8 +285,15 @@ class Service:
         return rows
 
     def hbase(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """A read, tried once more after a transport error: a pooled connection the gateway
+        closed while it sat idle fails its next call, and the pool replaces it."""
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except self.sink.retryable as exc:
+                self.metrics.hbase_errors.inc()
+                log.warning("score store read failed (%r); trying once more", exc)
+                return fn(*args, **kwargs)
         except Exception as exc:
             self.metrics.hbase_errors.inc()
             raise HTTPException(503, f"score store unavailable ({type(exc).__name__})") from exc

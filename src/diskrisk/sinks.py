@@ -413,7 +413,7 @@ class HBaseSink:
         self.on_batch = on_batch  # called as on_batch(day, batches_landed): progress, tests
         self._tables_ready = False
         self.set_aside = pd.DataFrame()  # rows the last write() could not store, with _reason
-        self._retryable = RETRYABLE + _hbase_errors()
+        self.retryable = RETRYABLE + _hbase_errors()  # errors worth another try
         # Readers that answer many small requests (the risk service) keep ``read_pool`` open
         # connections instead of connecting per call; 0 = connect per call (batch jobs). Made
         # on first use: HBase may be down when the reader starts.
@@ -472,7 +472,7 @@ class HBaseSink:
                 if state.get("conn") is None:
                     state["conn"] = self._connect()
                 return op(state["conn"])
-            except self._retryable as exc:
+            except self.retryable as exc:
                 _close_quietly(state.pop("conn", None))
                 if attempt == self.attempts:
                     raise
@@ -626,7 +626,7 @@ class HBaseSink:
             self._retrying(
                 f"{day}: marker", lambda c: c.client.mutateRowsTs(rname, row, marker_ms, {}), state
             )
-        except self._retryable as exc:
+        except self.retryable as exc:
             raise SinkError(
                 f"writing scores of {day} failed after {self.attempts} attempts: "
                 f"{landed}/{total} batches of {size} rows landed, no completion marker "
