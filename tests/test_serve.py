@@ -21,12 +21,11 @@ import pandas as pd
 import pytest
 
 from test_models import make_frame
-from test_sinks import make_scores
+from test_sinks import make_scores, thrift_gateway, thrift_up
 
 pytestmark = [pytest.mark.integration]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OUT = Path(__file__).resolve().parents[1] / "out" / "browser"
-STACK = str(Path(__file__).resolve().parents[1] / "scripts" / "stack")
 
 
 def _free_port() -> int:
@@ -173,8 +172,8 @@ def test_a_restarted_thrift_gateway_costs_no_failed_request(served):
     the gateway drops it); the next read is retried on a fresh connection, not answered 503."""
     c = served["client"]
     assert c.get("/api/v1/drives/S00000007").status_code == 200  # the pool holds a connection
-    subprocess.run([STACK, "down", "hbase-thrift"], check=True, capture_output=True)
-    subprocess.run([STACK, "up"], check=True, capture_output=True, timeout=600)
+    assert thrift_gateway("down").returncode == 0
+    thrift_up()
     codes = [c.get("/api/v1/drives/S00000007").status_code for _ in range(3)]
     assert codes == [200, 200, 200]
 

@@ -348,7 +348,7 @@ def test_completion_marker_only_after_every_batch(namespace):
         s.drop_tables()
 
 
-def _stack(action: str) -> subprocess.CompletedProcess[str]:
+def thrift_gateway(action: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(ROOT / "scripts" / "stack"), action, "hbase-thrift"],
         cwd=ROOT,
@@ -358,8 +358,8 @@ def _stack(action: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _thrift_up() -> None:
-    done = _stack("up")
+def thrift_up() -> None:
+    done = thrift_gateway("up")
     assert done.returncode == 0, f"could not restart hbase-thrift:\n{done.stdout}{done.stderr}"
 
 
@@ -392,13 +392,13 @@ def test_gateway_dies_mid_write_then_rerun_completes(sink):
     try:
         assert landed.wait(300), "no batch landed"
         t_down = time.monotonic()
-        down = _stack("down")
+        down = thrift_gateway("down")
         assert down.returncode == 0, down.stderr
         writer.join(300)
         assert not writer.is_alive(), "the write did not give up"
         print(f"writer gave up {time.monotonic() - t_down:.1f}s after the stop")
     finally:
-        _thrift_up()
+        thrift_up()
     err = outcome["error"]
     assert isinstance(err, SinkError), f"expected SinkError, got {err!r}"
     print(err)
