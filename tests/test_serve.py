@@ -169,13 +169,27 @@ def test_one_drive_and_an_unknown_one(served):
 
 def test_a_restarted_thrift_gateway_costs_no_failed_request(served):
     """The service's pooled Thrift connections die with the gateway (as an idle one does when
-    the gateway drops it); the next read is retried on a fresh connection, not answered 503."""
+    the gateway drops it); the next read is retried on a fresh connection, not answered 503,
+    and the readiness probe, which reads the same pool, does not report HBase unreachable."""
     c = served["client"]
     assert c.get("/api/v1/drives/S00000007").status_code == 200  # the pool holds a connection
+    assert c.get("/readyz").json()["hbase"] == "ok"
+    errors_before = _metric(c, "diskrisk_serve_hbase_errors_total")
     assert thrift_gateway("down").returncode == 0
     thrift_up()
+    assert c.get("/readyz").json()["hbase"] == "ok"
     codes = [c.get("/api/v1/drives/S00000007").status_code for _ in range(3)]
     assert codes == [200, 200, 200]
+    assert _metric(c, "diskrisk_serve_hbase_errors_total") > errors_before  # the failed try
+
+
+def _metric(client: httpx.Client, name: str) -> float:
+    """A counter's value from the service's Prometheus text (0 before it is first counted)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics").text
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    return sum(s.value for s in samples if s.name == name)
 
 
 def test_model_card(served):

@@ -159,7 +159,9 @@ class Metrics:
         self.scores = Counter("diskrisk_serve_scores_served", "Score rows returned", registry=r)
         self.version = Gauge("diskrisk_serve_champion_version", "Champion served", registry=r)
         self.reloads = Counter("diskrisk_serve_alias_reloads", "Champion (re)loads", registry=r)
-        self.hbase_errors = Counter("diskrisk_serve_hbase_errors", "Failed HBase reads", registry=r)
+        self.hbase_errors = Counter(
+            "diskrisk_serve_hbase_errors", "Failed HBase read attempts", registry=r
+        )
         self.registry_errors = Counter(
             "diskrisk_serve_registry_errors", "Failed alias polls", registry=r
         )
@@ -188,6 +190,7 @@ def create_app(
     s = settings or load(ServeSettings)
     sink = sink or HBaseSink(read_pool=8)
     metrics = Metrics()
+    sink.on_read_error = lambda _: metrics.hbase_errors.inc()
     watcher = ChampionWatcher(registry or Registry.connect(), s.poll_seconds, metrics)
 
     @asynccontextmanager
@@ -285,17 +288,10 @@ class Service:
         return rows
 
     def hbase(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """A read, tried once more after a transport error: a pooled connection the gateway
-        closed while it sat idle fails its next call, and the pool replaces it."""
+        """A read (the sink tries a transport error once more); a failure is a 503."""
         try:
-            try:
-                return fn(*args, **kwargs)
-            except self.sink.retryable as exc:
-                self.metrics.hbase_errors.inc()
-                log.warning("score store read failed (%r); trying once more", exc)
-                return fn(*args, **kwargs)
+            return fn(*args, **kwargs)
         except Exception as exc:
-            self.metrics.hbase_errors.inc()
             raise HTTPException(503, f"score store unavailable ({type(exc).__name__})") from exc
 
 
@@ -314,7 +310,6 @@ def _probes(app: FastAPI, svc: Service) -> None:
             marker = svc.sink.completed(day) if day else None
             checks["hbase"] = "ok"
         except Exception as exc:
-            svc.metrics.hbase_errors.inc()
             checks["hbase"], marker = f"unreachable ({type(exc).__name__})", None
         age_h = _age_hours(marker["finished_at"]) if marker else None
         checks["newest_scores"] = {"day": marker and marker["data_date"], "age_hours": age_h}

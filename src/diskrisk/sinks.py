@@ -63,7 +63,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager, suppress
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import happybase
 import numpy as np
@@ -101,6 +101,9 @@ SCORE_FIELDS = ("model", "p_fail_30d", "p_fail_90d", "rank_pct", "data_date", "s
 META_FIELDS = ("model_name", "model_version", "run_id")
 
 C_RISK, C_SREC, C_MREC = b"s:risk", b"s:rec", b"m:rec"
+
+
+T = TypeVar("T")
 
 
 class SinkError(RuntimeError):
@@ -403,6 +406,7 @@ class HBaseSink:
         workers: int = 2,
         on_batch: Callable[[str, int], None] | None = None,
         read_pool: int = 0,
+        on_read_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.settings = settings or load(HBaseSettings)
         self.history_ttl_days = history_ttl_days
@@ -411,6 +415,7 @@ class HBaseSink:
         self.timeout_ms = timeout_ms or int(self.settings.timeout_s * 1000)
         self.workers = max(1, workers)  # concurrent batches; 2 keeps both cores busy
         self.on_batch = on_batch  # called as on_batch(day, batches_landed): progress, tests
+        self.on_read_error = on_read_error  # called with every failed read attempt: metrics
         self._tables_ready = False
         self.set_aside = pd.DataFrame()  # rows the last write() could not store, with _reason
         self.retryable = RETRYABLE + _hbase_errors()  # errors worth another try
@@ -458,6 +463,23 @@ class HBaseSink:
                 )
         with self._pool.connection() as conn:
             yield conn
+
+    def _read(self, op: Callable[[happybase.Connection], T]) -> T | None:
+        """One read, tried once more after a transport error: a pooled connection the gateway
+        dropped while it sat idle fails its next call (the pool then replaces it), and a
+        fresh one is made per call otherwise. A namespace nobody wrote to yet reads as None."""
+        for attempt in (1, 2):
+            try:
+                with self._reading() as conn, _absent_is_empty():
+                    return op(conn)
+                return None
+            except self.retryable as exc:
+                if self.on_read_error:
+                    self.on_read_error(exc)
+                if attempt == 2:
+                    raise
+                log.warning("HBase read failed (%r); trying once more", exc)
+        raise AssertionError("unreachable")
 
     def table_name(self, table: str) -> str:
         return f"{self.settings.namespace}_{table}"
@@ -645,23 +667,23 @@ class HBaseSink:
     # reading -----------------------------------------------------------------------------------
     def latest(self, serial: str) -> dict[str, Any] | None:
         key = latest_key(serial)
-        with self._reading() as conn, _absent_is_empty():
-            cells = conn.table(LATEST).row(key)
-            return decode_latest(key, cells) if cells else None
-        return None
+        cells = self._read(lambda conn: conn.table(LATEST).row(key))
+        return decode_latest(key, cells) if cells else None
 
     def history(self, serial: str) -> pd.DataFrame:
         """One drive's scores, oldest first (one prefix scan: keys sort by date)."""
         return _frame(self.history_records(serial))
 
     def history_records(self, serial: str) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        with self._reading() as conn, _absent_is_empty():
-            rows = [
-                decode_history(k, c)
-                for k, c in conn.table(HISTORY).scan(row_prefix=history_prefix(serial))
-            ]
-        return rows
+        prefix = history_prefix(serial)
+        return (
+            self._read(
+                lambda conn: [
+                    decode_history(k, c) for k, c in conn.table(HISTORY).scan(row_prefix=prefix)
+                ]
+            )
+            or []
+        )
 
     def top(self, k: int, day: str | dt.date | None = None) -> pd.DataFrame:
         """The ``k`` riskiest drives, riskiest first (ties by serial), among the drives scored
@@ -681,9 +703,8 @@ class HBaseSink:
             if not ranked.empty:
                 return ranked
         wanted = None if day in (None, "all") else date_ts_ms(iso_date(day))  # type: ignore[arg-type]
-        keys: list[bytes] = []
-        rows: dict[bytes, dict[bytes, bytes]] = {}
-        with self._reading() as conn, _absent_is_empty():
+
+        def riskiest(conn: happybase.Connection) -> list[tuple[bytes, dict[bytes, bytes]]]:
             table = conn.table(LATEST)
             scan = table.scan(columns=[C_RISK], batch_size=10_000, include_timestamp=True)
             best = heapq.nsmallest(
@@ -696,7 +717,9 @@ class HBaseSink:
             )
             keys = [key for _, key in best]
             rows = dict(table.rows(keys)) if keys else {}
-        return _frame([decode_latest(key, rows[key]) for key in keys if key in rows])
+            return [(key, rows[key]) for key in keys if key in rows]
+
+        return _frame([decode_latest(key, cells) for key, cells in self._read(riskiest) or []])
 
     def ranked(
         self,
@@ -732,29 +755,29 @@ class HBaseSink:
         first = 0
         if keep is None:  # keys are positions: an unfiltered page starts at its own row
             first, offset = offset, 0
-        rows: list[dict[str, Any]] = []
-        with self._reading() as conn, _absent_is_empty():
+
+        def page(conn: happybase.Connection) -> list[dict[str, Any]]:
             scan = conn.table(RANK).scan(
                 row_start=f"{start}{first:07d}".encode(),
                 row_stop=f"{start}{marker['rows']:07d}".encode(),
                 batch_size=min(max(limit + offset, 100), 5000),
             )
             with closing(scan):  # close the scanner while the connection is still open
-                rows = _take(scan, limit, offset, keep, min_risk)
-        return rows
+                return _take(scan, limit, offset, keep, min_risk)
+
+        return self._read(page) or []
 
     def newest_completed(self) -> str | None:
         """The newest day whose scores were all written (from the completion markers)."""
-        with self._reading() as conn, _absent_is_empty():
-            days = [key.decode() for key, _ in conn.table(RUNS).scan(filter=b"KeyOnlyFilter()")]
-            return max(days) if days else None
-        return None
+        days = self._read(
+            lambda conn: [k.decode() for k, _ in conn.table(RUNS).scan(filter=b"KeyOnlyFilter()")]
+        )
+        return max(days) if days else None
 
     def completed(self, date: str | dt.date) -> dict[str, Any] | None:
         """The completion marker of a day, or None when no write of it has finished."""
-        cells: dict[bytes, bytes] = {}
-        with self._reading() as conn, _absent_is_empty():
-            cells = conn.table(RUNS).row(iso_date(date).encode())
+        key = iso_date(date).encode()
+        cells = self._read(lambda conn: conn.table(RUNS).row(key))
         if not cells:
             return None
         out: dict[str, Any] = {k.decode().split(":", 1)[1]: v.decode() for k, v in cells.items()}
