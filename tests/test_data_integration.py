@@ -182,6 +182,8 @@ def test_stats_match_independent_counts(real_lake, truth, tmp_path):
     assert st["drives_failed_more_than_once"] == 0
     assert 0 <= st["left_truncated_share"] <= 1
     assert st["na_rate"]["serial_number"] == 0
+    scanned = stats.compute(lake.connect(prefix))["na_rate"]  # every column, no footers
+    assert st["na_rate"] == pytest.approx(scanned)
     assert json.loads((tmp_path / "stats.json").read_text())["rows"] == truth.num_rows
     for name in ("stats.json", "drives_per_day.png", "failures_per_day.png"):
         assert s3.head(f"{prefix}reports/stats/{name}") is not None

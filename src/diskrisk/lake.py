@@ -291,19 +291,25 @@ def lake_paths(prefix: str = "") -> list[str]:
     return sorted(out)
 
 
+def _partition_files(
+    prefix: str = "", root: str | Path | None = None
+) -> tuple[list[str], Any, str]:
+    """(paths, filesystem, base dir) of every day partition, local or in S3."""
+    if root is not None:
+        paths = sorted(str(p) for p in Path(root).glob("date=*/*.parquet"))
+        fs, base = None, str(root)
+    else:
+        paths = lake_paths(prefix)
+        fs, base = s3.arrow_fs(), f"{s3.bucket()}/{layout.lake_root(prefix)}"
+    if not paths:
+        raise FileNotFoundError(f"the lake at {root or lake_uri(prefix)} has no partitions")
+    return paths, fs, base
+
+
 def dataset(prefix: str = "", root: str | Path | None = None) -> ds.Dataset:
     """A pyarrow dataset over the lake with the union of all day schemas."""
     part = ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive")
-    if root is not None:
-        paths = sorted(str(p) for p in Path(root).glob("date=*/*.parquet"))
-        fs = None
-        base = str(root)
-    else:
-        paths = lake_paths(prefix)
-        fs = s3.arrow_fs()
-        base = f"{s3.bucket()}/{layout.lake_root(prefix)}"
-    if not paths:
-        raise FileNotFoundError(f"the lake at {root or lake_uri(prefix)} has no partitions")
+    paths, fs, base = _partition_files(prefix, root)
     with ThreadPoolExecutor(8) as pool:
         schemas = list(pool.map(lambda p: pq.read_schema(p, filesystem=fs), paths))
     unified = schema.unify(schemas)
@@ -315,6 +321,41 @@ def dataset(prefix: str = "", root: str | Path | None = None) -> ds.Dataset:
         partitioning=part,
         partition_base_dir=base,
     )
+
+
+def null_counts(
+    prefix: str = "", root: str | Path | None = None
+) -> tuple[int, dict[str, int | None]]:
+    """(rows, null cells per column) of the whole lake from the Parquet footers alone: every
+    row group's statistics carry its null count, so no data page is read (the stats stage's
+    null rates cost a footer per day instead of a scan of every column). A column a day's
+    file lacks (the schema grew later) is null on all of that day's rows; a column whose
+    count some file did not record is None (count it by scanning)."""
+    paths, fs, _ = _partition_files(prefix, root)
+    with ThreadPoolExecutor(8) as pool:
+        metas = list(pool.map(lambda p: pq.read_metadata(p, filesystem=fs), paths))
+    files = [_null_counts(m) for m in metas]
+    nulls: dict[str, int | None] = {}
+    for name in set().union(*files):
+        total: int | None = 0
+        for m, counts in zip(metas, files, strict=True):
+            n = counts.get(name, m.num_rows)  # a column this day's file lacks
+            total = None if n is None or total is None else total + n
+        nulls[name] = total
+    return sum(m.num_rows for m in metas), nulls
+
+
+def _null_counts(meta: pq.FileMetaData) -> dict[str, int | None]:
+    counts: dict[str, int | None] = {}
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        for j in range(rg.num_columns):
+            col = rg.column(j)
+            st = col.statistics
+            n = st.null_count if st is not None and st.has_null_count else None
+            before = counts.get(col.path_in_schema, 0)
+            counts[col.path_in_schema] = None if n is None or before is None else before + n
+    return counts
 
 
 _HTTPFS: bool | None = None  # cached per process: INSTALL may need the network

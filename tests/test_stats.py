@@ -1,0 +1,67 @@
+"""The stats stage's null rates from Parquet footers against a full scan and pandas."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from diskrisk import lake, stats
+
+
+def _day(root, day: str, frame: pd.DataFrame, row_group_size: int) -> None:
+    path = root / f"date={day}" / "part-0.parquet"
+    path.parent.mkdir(parents=True)
+    table = pa.Table.from_pandas(frame.assign(date=date.fromisoformat(day)), preserve_index=False)
+    pq.write_table(table, path, row_group_size=row_group_size)
+
+
+def test_null_rates_from_footers_equal_a_scan_of_every_column(tmp_path):
+    """Several row groups per file, and a column the first day's file lacks (the schema grew):
+    that day counts as null on every row of it."""
+    first = pd.DataFrame(
+        {
+            "serial_number": ["A", "B", "C", "D", "E"],
+            "failure": [0, 0, 1, 0, 0],
+            "smart_9_raw": [48.0, None, 24.0, None, 30.0],
+        }
+    )
+    second = pd.DataFrame(
+        {
+            "serial_number": ["A", "B", "D", None],
+            "failure": [0, 0, 0, 1],
+            "smart_9_raw": [72.0, 96.0, None, 12.0],
+            "smart_242_raw": [None, 1.0, 2.0, None],
+        }
+    )
+    _day(tmp_path, "2024-01-01", first, row_group_size=2)
+    _day(tmp_path, "2024-01-02", second, row_group_size=3)
+
+    rows, nulls = lake.null_counts(root=tmp_path)
+    assert rows == 9
+    assert nulls["smart_242_raw"] == 5 + 2 and nulls["smart_9_raw"] == 3
+    assert nulls["serial_number"] == 1 and nulls["failure"] == 0
+
+    con = lake.connect(root=tmp_path)
+    from_footers = stats.compute(con, nulls=(rows, nulls))["na_rate"]
+    scanned = stats.compute(con)["na_rate"]
+    assert from_footers.keys() == scanned.keys()
+    for column, rate in scanned.items():
+        assert from_footers[column] == pytest.approx(rate), column
+    truth = pd.concat([first, second]).isna().mean()
+    assert from_footers["smart_242_raw"] == pytest.approx(truth["smart_242_raw"])
+    assert from_footers["smart_9_raw"] == pytest.approx(truth["smart_9_raw"])
+
+
+def test_a_column_without_recorded_null_counts_is_scanned(tmp_path):
+    frame = pd.DataFrame({"serial_number": ["A", None], "failure": [0, 1]})
+    path = tmp_path / "date=2024-01-01" / "part-0.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pandas(frame), path, write_statistics=False)
+    rows, nulls = lake.null_counts(root=tmp_path)
+    assert rows == 2 and nulls["serial_number"] is None
+    con = lake.connect(root=tmp_path)
+    assert stats.compute(con, nulls=(rows, nulls))["na_rate"]["serial_number"] == 0.5
