@@ -65,3 +65,21 @@ def test_a_column_without_recorded_null_counts_is_scanned(tmp_path):
     assert rows == 2 and nulls["serial_number"] is None
     con = lake.connect(root=tmp_path)
     assert stats.compute(con, nulls=(rows, nulls))["na_rate"]["serial_number"] == 0.5
+
+
+def test_daily_churn_counts_first_and_last_days_of_each_drive(tmp_path):
+    days = {
+        "2024-01-01": ["A", "B", "C"],
+        "2024-01-02": ["A", "C", "D"],
+        "2024-01-03": ["A", "D", "E"],
+    }
+    for day, serials in days.items():
+        frame = pd.DataFrame({"serial_number": serials, "failure": 0, "smart_9_raw": 24.0})
+        _day(tmp_path, day, frame, row_group_size=2)
+    after_compute = lake.connect(root=tmp_path)
+    stats.compute(after_compute)  # leaves its per-drive table on the connection
+    for con in (after_compute, lake.connect(root=tmp_path)):
+        d = stats.daily(con)
+        assert d["drives"].tolist() == [3, 3, 3]
+        assert d["new_drives"].tolist() == [3, 1, 1]  # A B C, then D, then E
+        assert d["last_seen_drives"].tolist() == [1, 1, 3]  # B, then C, then A D E

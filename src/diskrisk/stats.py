@@ -52,6 +52,24 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def _per_drive(con: duckdb.DuckDBPyConnection, cols: list[str]) -> None:
+    """The temp table ``per_drive`` (one row per serial), made once per connection: both the
+    statistics and the per-day churn aggregate it."""
+    age = "smart_9_raw / 24.0" if "smart_9_raw" in cols else "CAST(NULL AS DOUBLE)"
+    con.execute(
+        f"""
+        CREATE TEMP TABLE IF NOT EXISTS per_drive AS
+        SELECT serial_number,
+               count(*) AS n_obs,
+               min(date) AS first_seen,
+               max(date) AS last_seen,
+               sum(failure) AS failures,
+               arg_min({age}, date) AS age_first
+        FROM lake GROUP BY serial_number
+        """
+    )
+
+
 def compute(
     con: duckdb.DuckDBPyConnection,
     size_bytes: int | None = None,
@@ -64,19 +82,7 @@ def compute(
     Without it every column is scanned, which at a modern width is most of the lake's bytes.
     """
     cols = lake.lake_columns(con)
-    age = "smart_9_raw / 24.0" if "smart_9_raw" in cols else "CAST(NULL AS DOUBLE)"
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE per_drive AS
-        SELECT serial_number,
-               count(*) AS n_obs,
-               min(date) AS first_seen,
-               max(date) AS last_seen,
-               sum(failure) AS failures,
-               arg_min({age}, date) AS age_first
-        FROM lake GROUP BY serial_number
-        """
-    )
+    _per_drive(con, cols)
     out = _one(
         con,
         """
@@ -127,6 +133,7 @@ def compute(
 def daily(con: duckdb.DuckDBPyConnection):
     """Per-day dynamics as a small DataFrame (one row per day)."""
     cols = lake.lake_columns(con)
+    _per_drive(con, cols)
     age = "avg(smart_9_raw) / 24.0" if "smart_9_raw" in cols else "NULL"
     return con.execute(
         f"""
@@ -134,9 +141,8 @@ def daily(con: duckdb.DuckDBPyConnection):
             SELECT date, count(*) AS drives, sum(failure) AS failures, {age} AS mean_age_days
             FROM lake GROUP BY date
         ),
-        pd AS (SELECT serial_number, min(date) f, max(date) l FROM lake GROUP BY 1),
-        new AS (SELECT f AS date, count(*) AS new_drives FROM pd GROUP BY 1),
-        gone AS (SELECT l AS date, count(*) AS last_seen_drives FROM pd GROUP BY 1)
+        new AS (SELECT first_seen AS date, count(*) AS new_drives FROM per_drive GROUP BY 1),
+        gone AS (SELECT last_seen AS date, count(*) AS last_seen_drives FROM per_drive GROUP BY 1)
         SELECT d.*, coalesce(new_drives, 0) AS new_drives,
                coalesce(last_seen_drives, 0) AS last_seen_drives
         FROM d LEFT JOIN new USING (date) LEFT JOIN gone USING (date)
