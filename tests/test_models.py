@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -202,6 +203,17 @@ def test_warm_start_adds_estimators(fitted, train, test, family):
     assert grown.params["n_estimators"] == before + 10
     assert model.n_estimators_fitted == before  # the original is untouched
     assert harrell(test, grown.predict_risk(test)) > 0.65
+
+
+def test_unconverged_newton_fit_is_noted(train, fitted):
+    """lifelines returns coefficients even when Newton-Raphson stops at max_steps; the model
+    keeps the warning as a note (model card, registry tag) instead of passing for converged."""
+    assert fitted["coxph"].fit_notes_ == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the convergence warning is consumed, not re-raised
+        stopped = make_model("coxph", {"max_steps": 1}).fit(train)
+    assert stopped.fit_notes_ == ["coxph: Newton-Raphson failed to converge sufficiently"]
+    assert make_model("coxph", {"max_steps": 1}).fit_notes_ == []  # per fit, not per class
 
 
 def test_warm_start_on_new_data(fitted, test):

@@ -337,6 +337,7 @@ def predict_splits(
         model = make().fit(train)
         fit_s += time.perf_counter() - t0
         family = model.family
+        notes += [f"{sp.name}: {n}" for n in model.fit_notes_]
         horizon = test[WINDOW].to_numpy(dtype=int)
         p = np.full(len(test), np.nan)
         h_max = float(model.train_max_time_ or 0)

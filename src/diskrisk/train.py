@@ -137,6 +137,7 @@ def _track(
 ) -> Challenger:
     """One MLflow run for the challenger, then its registered version with the model card."""
     metrics = oot_metrics(pred, ref, t)
+    pred.notes += [f"final fit: {n}" for n in getattr(model, "fit_notes_", [])]
     registry = Registry.connect()
     set_shared_experiment(cached(MlflowSettings).experiment)
     with mlflow.start_run(run_name=f"{model.family}-{ref.cutoff}") as run:
@@ -264,6 +265,7 @@ def version_tags(model: RiskModel, ref: DatasetRef, m: dict[str, float]) -> dict
     for key in m:
         if key.startswith(("oot_recall_top", "oot_auc_")):
             tags[f"metrics.{key}"] = f(key)
+    tags["fit.notes"] = "; ".join(getattr(model, "fit_notes_", [])) or "none"
     unsupported = {h: why for h, why in model.horizon_support(HORIZONS).items() if why}
     tags["horizons.unsupported"] = (
         "; ".join(f"p_fail_{h:g}d: {why}" for h, why in unsupported.items()) or "none"
