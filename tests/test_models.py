@@ -216,6 +216,23 @@ def test_unconverged_newton_fit_is_noted(train, fitted):
     assert make_model("coxph", {"max_steps": 1}).fit_notes_ == []  # per fit, not per class
 
 
+def test_rsf_predictions_equal_sksurv(fitted, test):
+    """The forest's own leaf-table path gives sksurv's numbers (risk = mean of the trees' summed
+    cumulative hazard at event times, S = mean of the trees' Kaplan-Meier curves)."""
+    model = fitted["rsf"]
+    forest, X = model.estimator_, model._transform(test)
+    np.testing.assert_allclose(model.predict_risk(test), forest.predict(X), rtol=1e-12)
+    times = forest.unique_times_
+    curves = forest.predict_survival_function(X, return_array=True)
+    for h in (0.5, 30, 90, 1e4):  # before the first time point, on the grid, past its end
+        at = np.searchsorted(times, h, side="right") - 1
+        expected = np.ones(len(test)) if at < 0 else curves[:, at]
+        floor = 1.0 / (model.n_train_ + 1)
+        np.testing.assert_allclose(
+            model.predict_survival(test, (h,))[:, 0], np.clip(expected, floor, 1), rtol=1e-12
+        )
+
+
 def test_warm_start_on_new_data(fitted, test):
     newer = make_frame(1500, seed=3)
     gbsa = warm_start(fitted["gbsa"], newer, extra_estimators=5)

@@ -808,6 +808,30 @@ class RSFModel(_TreeModel):
             low_memory=False,  # True would disable predict_survival_function
         )
 
+    def _risk(self, X, df):
+        forest = self.estimator_
+        return self._leaf_mean(X, lambda v: v[:, forest.is_event_time_, 0].sum(1))
+
+    def _survival(self, X, df, h):
+        times = np.asarray(self.estimator_.unique_times_, dtype=float)
+        return self._leaf_mean(X, lambda v: step_at(times, v[..., 1], h))
+
+    def _leaf_mean(self, X, per_leaf: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """The forest's mean of ``per_leaf`` of each tree's leaf curves (node, time, [CHF, S]).
+
+        sksurv's ``predict``/``predict_survival_function`` copy every drive's whole curve out of
+        every tree (drives x time points x 2 floats per tree) and reduce it afterwards; reducing
+        each tree's leaves first and indexing them with ``apply``'s leaf ids gives the same
+        numbers (``tests/test_models.py``) 20x faster at 300k drives (57.8 -> 2.5 s, 100 trees
+        of ~1k nodes on 90 time points).
+        """
+        forest = self.estimator_
+        leaves = forest.apply(X)
+        total: np.ndarray | float = 0.0
+        for j, tree in enumerate(forest.estimators_):
+            total = total + per_leaf(tree.tree_.value)[leaves[:, j]]
+        return np.asarray(total) / len(forest.estimators_)
+
     def _can_warm_start(self, time, event):
         # Every tree stores its leaf curves on the forest's time grid; sksurv replaces that grid
         # when fitting on new data, so old trees are only valid if the grid is unchanged.
