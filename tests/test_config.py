@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pytest
 
 from diskrisk.config import (
@@ -181,3 +182,24 @@ def test_knob_groups_read_the_env_file_named_when_they_are_built(monkeypatch, tm
     assert PromotionSettings().min_events == 3
     monkeypatch.setenv("DISKRISK_PROMOTION_MIN_EVENTS", "4")
     assert PromotionSettings().min_events == 4
+
+
+def test_importing_diskrisk_turns_mlflow_telemetry_off_unless_asked():
+    """Outside CI (mlflow skips telemetry there on its own) the telemetry thread of `import
+    mlflow` failed offline and raced a training run for os.environ; diskrisk turns it off."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, diskrisk, mlflow; from mlflow.telemetry.client import get_telemetry_client;"
+        "print(os.environ['MLFLOW_DISABLE_TELEMETRY'], get_telemetry_client() is None)"
+    )
+    clean = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+
+    def run(env: dict[str, str]) -> str:
+        return subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout.split()
+
+    assert run(clean) == ["true", "True"]
+    assert run(clean | {"MLFLOW_DISABLE_TELEMETRY": "false"})[0] == "false"

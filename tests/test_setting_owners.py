@@ -49,6 +49,11 @@ ENVIRONMENT_ONLY = {
     "DISKRISK_CACHE_DIR": ["scripts/bootstrap", "Makefile", "scripts/localstack/proc.py"],
     "DISKRISK_STACK_DIR": ["scripts/localstack/proc.py"],
     "DISKRISK_SERVICE_USER": ["scripts/localstack/services.py"],
+    "MLFLOW_DISABLE_TELEMETRY": [
+        "src/diskrisk/__init__.py",
+        "scripts/localstack/services.py",
+        "docker-compose.yml",
+    ],
 }
 
 

@@ -388,6 +388,7 @@ def mlflow(e: dict[str, str]) -> Service:
             "AWS_ACCESS_KEY_ID": e["MLFLOW_S3_ACCESS_KEY"],
             "AWS_SECRET_ACCESS_KEY": e["MLFLOW_S3_SECRET_KEY"],
             "AWS_DEFAULT_REGION": e["S3_REGION"],
+            "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true"),
         },
         prepare=prepare,
         after=after,
