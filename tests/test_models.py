@@ -216,6 +216,15 @@ def test_unconverged_newton_fit_is_noted(train, fitted):
     assert make_model("coxph", {"max_steps": 1}).fit_notes_ == []  # per fit, not per class
 
 
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_one_pass_prediction_equals_the_two_calls(fitted, test, family):
+    """Scoring's single call returns what predict_risk and predict_survival return."""
+    model = fitted[family]
+    risk, survival = model.predict_risk_and_survival(test, (30, 90))
+    np.testing.assert_array_equal(risk, model.predict_risk(test))
+    np.testing.assert_array_equal(survival, model.predict_survival(test, (30, 90)))
+
+
 def test_rsf_predictions_equal_sksurv(fitted, test):
     """The forest's own leaf-table path gives sksurv's numbers (risk = mean of the trees' summed
     cumulative hazard at event times, S = mean of the trees' Kaplan-Meier curves)."""

@@ -63,7 +63,7 @@ import logging
 import re
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -565,10 +565,28 @@ class RiskModel(ABC):
         """S(t | x) for each row and horizon (days after the snapshot): shape (n, len(h))."""
         self._check_fitted()
         h = _check_horizons(horizons)
-        s = np.asarray(self._survival(self._transform(df), df, h), dtype=float)
+        return self._floored(self._survival(self._transform(df), df, h))
+
+    def predict_risk_and_survival(
+        self, df: pd.DataFrame, horizons: Iterable[float] = HORIZONS
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``predict_risk`` and ``predict_survival`` from one pass over ``df`` (scoring a fleet:
+        the forest walks its trees once, and the preprocessing runs once)."""
+        self._check_fitted()
+        h = _check_horizons(horizons)
+        risk, s = self._risk_and_survival(self._transform(df), df, h)
+        return np.asarray(risk, dtype=float), self._floored(s)
+
+    def _floored(self, s: np.ndarray) -> np.ndarray:
         # A model fitted on n drives cannot resolve a survival below 1/(n+1): flooring there
         # keeps an extreme drive "very likely to fail", never a certain 1.0 (issue #11).
+        s = np.asarray(s, dtype=float)
         return np.clip(s, 1.0 / (max(self.n_train_, 1) + 1), 1.0)
+
+    def _risk_and_survival(
+        self, X: pd.DataFrame | None, df: pd.DataFrame, h: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self._risk(X, df), self._survival(X, df, h)
 
     def horizon_support(self, horizons: Iterable[float]) -> dict[float, str | None]:
         """None for a horizon the training follow-up covers, else why it is unsupported.
@@ -809,28 +827,35 @@ class RSFModel(_TreeModel):
         )
 
     def _risk(self, X, df):
-        forest = self.estimator_
-        return self._leaf_mean(X, lambda v: v[:, forest.is_event_time_, 0].sum(1))
+        return self._risk_and_survival(X, df, np.array([]))[0]
 
     def _survival(self, X, df, h):
-        times = np.asarray(self.estimator_.unique_times_, dtype=float)
-        return self._leaf_mean(X, lambda v: step_at(times, v[..., 1], h))
+        return self._risk_and_survival(X, df, h)[1]
 
-    def _leaf_mean(self, X, per_leaf: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-        """The forest's mean of ``per_leaf`` of each tree's leaf curves (node, time, [CHF, S]).
+    def _risk_and_survival(self, X, df, h):
+        """The forest's means over its trees, from per-leaf tables.
 
-        sksurv's ``predict``/``predict_survival_function`` copy every drive's whole curve out of
-        every tree (drives x time points x 2 floats per tree) and reduce it afterwards; reducing
-        each tree's leaves first and indexing them with ``apply``'s leaf ids gives the same
-        numbers (``tests/test_models.py``) 20x faster at 300k drives (57.8 -> 2.5 s, 100 trees
-        of ~1k nodes on 90 time points).
+        Each tree's leaf holds curves on the forest's time grid, (node, time, [CHF, S]). The
+        risk is the mean over trees of the CHF summed at the event times, S(h) the mean of the
+        trees' S at h (sksurv's definitions). sksurv's ``predict`` and
+        ``predict_survival_function`` copy every drive's whole curve out of every tree (drives x
+        time points x 2 floats per tree) before reducing; reducing each tree's leaves once and
+        indexing them with ``apply``'s leaf ids gives the same numbers
+        (``tests/test_models.py``) 20x faster at 300k drives (57.8 -> 2.5 s, 100 trees of ~1k
+        nodes on 90 time points), and one ``apply`` serves the risk and every horizon.
         """
         forest = self.estimator_
+        times = np.asarray(forest.unique_times_, dtype=float)
         leaves = forest.apply(X)
         total: np.ndarray | float = 0.0
         for j, tree in enumerate(forest.estimators_):
-            total = total + per_leaf(tree.tree_.value)[leaves[:, j]]
-        return np.asarray(total) / len(forest.estimators_)
+            v = tree.tree_.value
+            table = np.column_stack(
+                [v[:, forest.is_event_time_, 0].sum(1), step_at(times, v[..., 1], h)]
+            )
+            total = total + table[leaves[:, j]]
+        mean = np.asarray(total) / len(forest.estimators_)
+        return mean[:, 0], mean[:, 1:]
 
     def _can_warm_start(self, time, event):
         # Every tree stores its leaf curves on the forest's time grid; sksurv replaces that grid

@@ -61,14 +61,14 @@ class RiskPyfunc(PythonModel):
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         model_input = pd.DataFrame(model_input)
-        survival = self.model.predict_survival(model_input, self.horizons)
+        risk, survival = self.model.predict_risk_and_survival(model_input, self.horizons)
         out = pd.DataFrame(
             1.0 - survival, columns=output_columns(self.horizons)[1:], index=model_input.index
         )
         for h, why in self.model.horizon_support(self.horizons).items():
             if why is not None:  # published as missing; the reason is in the model metadata
                 out[f"p_fail_{h:g}d"] = np.nan
-        out.insert(0, "risk", self.model.predict_risk(model_input))
+        out.insert(0, "risk", risk)
         return out
 
 
