@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import time
 import uuid
 import zipfile
 from datetime import date
@@ -202,6 +203,55 @@ def test_survival_events_match_independent_count(real_lake, truth):
     assert set(df["serial_number"]) == at_risk
     assert set(df.loc[df.event, "serial_number"]) == events
     assert (df["duration_days"] >= 1).all()
+
+
+def test_survival_queries_read_local_copies_fetched_once_per_digest(
+    real_lake, tmp_path, monkeypatch
+):
+    """The landmark queries read each day once per landmark, so they read local copies of the
+    columns they need: the same table as the lake in S3 gives, fetched once per day and Parquet
+    digest, a re-landed day fetched again, copies unused for a week removed."""
+    import os
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    prefix, _ = real_lake
+    monkeypatch.setenv("DISKRISK_LAKE_CACHE_DIR", str(tmp_path))
+    in_s3 = survival.survival_dataset("2013-04-20", 10, con=lake.connect(prefix))
+    local = survival.survival_dataset("2013-04-20", 10, prefix=prefix)
+    assert len(local) > 20_000
+    pd.testing.assert_frame_equal(local, in_s3)
+
+    wanted = survival.source_columns()
+    files = lake.mirror(prefix, wanted)
+    assert len(files) == 30 and all(tmp_path in f.parents for f in files)
+    in_lake = pq.read_schema(lake.lake_paths(prefix)[0], filesystem=s3.arrow_fs()).names
+    assert pq.read_schema(files[0]).names == [c for c in in_lake if c in wanted]
+    assert len(wanted) < len(in_lake) / 4
+    inodes = [f.stat().st_ino for f in files]
+
+    class NoFetch:
+        def open_input_file(self, path: str):
+            raise AssertionError(f"{path} fetched again")
+
+    store = lake.s3.arrow_fs
+    monkeypatch.setattr(lake.s3, "arrow_fs", NoFetch)
+    assert lake.mirror(prefix, wanted) == files
+    assert [f.stat().st_ino for f in files] == inodes
+
+    monkeypatch.setattr(lake.s3, "arrow_fs", store)
+    relanded = lake.read_manifest(prefix)
+    relanded["days"]["2013-04-12"]["parquet_sha256"] = "f" * 64
+    monkeypatch.setattr(lake, "read_manifest", lambda p: relanded)
+    again = lake.mirror(prefix, wanted)
+    changed = [(a, b) for a, b in zip(files, again, strict=True) if a != b]
+    assert len(changed) == 1 and "2013-04-12-ffff" in changed[0][1].name
+    assert changed[0][0].exists()  # the old copy stays until unused for a week
+    week_ago = time.time() - 8 * 86400
+    os.utime(changed[0][0], (week_ago, week_ago))
+    lake.mirror(prefix, wanted)
+    assert not changed[0][0].exists() and all(f.exists() for f in again)
 
 
 def _lines(path: Path, n: int, day: str) -> list[bytes]:

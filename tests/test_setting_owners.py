@@ -97,6 +97,7 @@ SPECIAL = {
     "DISKRISK_DOWNLOAD_ATTEMPTS": "613",
     "DISKRISK_DUCKDB_MEMORY_LIMIT": "7GiB",
     "DISKRISK_DUCKDB_TEMP_DIR": "/probe/duckdb-spill-7",
+    "DISKRISK_LAKE_CACHE_DIR": "/probe/lake-cache-7",
     "DISKRISK_SERVE_MAX_BODY_BYTES": "765432",
     "DISKRISK_SERVE_MAX_SCORE_AGE_HOURS": "49.5",
     "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(
@@ -385,6 +386,7 @@ def readers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[C
         "DISKRISK_DOWNLOAD_ATTEMPTS": [group(PipelineSettings, "download_attempts")],
         "DISKRISK_DUCKDB_MEMORY_LIMIT": [duckdb_limits],
         "DISKRISK_DUCKDB_TEMP_DIR": [duckdb_limits],
+        "DISKRISK_LAKE_CACHE_DIR": [group(PipelineSettings, "lake_cache_dir")],
         # Optional knobs
         "DISKRISK_MODEL_NAME": [
             group(MlflowSettings, "model_name"),

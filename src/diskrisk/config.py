@@ -140,6 +140,7 @@ class PipelineSettings(_Base):
         default="4GiB", alias="DISKRISK_DUCKDB_MEMORY_LIMIT", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$"
     )
     duckdb_temp_dir: str = Field(default="", alias="DISKRISK_DUCKDB_TEMP_DIR")
+    lake_cache_dir: str = Field(default="", alias="DISKRISK_LAKE_CACHE_DIR")
 
     @field_validator("alert_webhook")
     @classmethod

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from diskrisk import lake, layout, oot, s3
+from diskrisk import lake, layout, oot, s3, survival
 from diskrisk.config import TrainSettings, lake_prefix
 from diskrisk.models import HORIZONS
 
@@ -102,7 +102,7 @@ def prepare_dataset(
     base = layout.dataset(cut, ident, prefix)
     with tempfile.TemporaryDirectory(prefix="diskrisk-dataset-") as tmp:
         tables = oot.write_tables(
-            lake.connect(prefix),
+            lake.connect(prefix, columns=survival.source_columns()),
             p,
             cut,
             t.lookback_days,

@@ -72,8 +72,16 @@ def _as_date(d: date | str) -> date:
     return d if isinstance(d, date) else date.fromisoformat(str(d))
 
 
-def _con(con, prefix: str, root) -> duckdb.DuckDBPyConnection:
-    return con if con is not None else lake.connect(prefix, root)
+def source_columns(smart_ids: Sequence[int] = DEFAULT_SMART_IDS) -> list[str]:
+    """The lake columns the snapshot and survival queries read (age is SMART 9)."""
+    smart = [f"smart_{i}_raw" for i in sorted(set(smart_ids) | {9})]
+    return ["serial_number", "date", "model", "capacity_bytes", "failure", *smart]
+
+
+def _con(con, prefix: str, root, smart_ids: Sequence[int]) -> duckdb.DuckDBPyConnection:
+    if con is not None:
+        return con
+    return lake.connect(prefix, root, columns=source_columns(smart_ids))
 
 
 def feature_columns(smart_ids: Sequence[int] = DEFAULT_SMART_IDS) -> list[str]:
@@ -142,7 +150,7 @@ def snapshot_features(
 ) -> pd.DataFrame:
     """Covariates known on ``date_`` for every drive observed that day (sorted by serial)."""
     s = _as_date(date_)
-    con = _con(con, prefix, root)
+    con = _con(con, prefix, root, smart_ids)
     present = set(lake.lake_columns(con))
     sql = _features_sql(s, lookback, smart_ids, present) + " ORDER BY serial_number"
     df = con.execute(sql).df()
@@ -206,7 +214,7 @@ def survival_dataset(
     ``end`` truncates follow-up (observations after it are ignored), which is what a time-based
     split needs.
     """
-    con = _con(con, prefix, root)
+    con = _con(con, prefix, root, smart_ids)
     present = set(lake.lake_columns(con))
     sql = survival_sql(cutoff, lookback, present, end=end, smart_ids=smart_ids)
     return _types(con.execute(sql + " ORDER BY serial_number").df()).reset_index(drop=True)
