@@ -211,8 +211,6 @@ def test_survival_queries_read_local_copies_fetched_once_per_digest(
     """The landmark queries read each day once per landmark, so they read local copies of the
     columns they need: the same table as the lake in S3 gives, fetched once per day and Parquet
     digest, a re-landed day fetched again, copies unused for a week removed."""
-    import os
-
     import pandas as pd
     import pyarrow.parquet as pq
 
@@ -252,6 +250,22 @@ def test_survival_queries_read_local_copies_fetched_once_per_digest(
     os.utime(changed[0][0], (week_ago, week_ago))
     lake.mirror(prefix, wanted)
     assert not changed[0][0].exists() and all(f.exists() for f in again)
+
+
+def test_snapshot_features_copy_only_the_days_they_read(real_lake, tmp_path, monkeypatch):
+    """Scoring one day on a new worker fetches its 30-day window, not the whole history."""
+    import pandas as pd
+
+    prefix, _ = real_lake
+    monkeypatch.setenv("DISKRISK_LAKE_CACHE_DIR", str(tmp_path))
+    in_s3 = survival.snapshot_features("2013-04-25", 7, con=lake.connect(prefix))
+    local = survival.snapshot_features("2013-04-25", 7, prefix=prefix)
+    assert len(local) > 20_000
+    pd.testing.assert_frame_equal(local, in_s3)
+    copied = sorted(p.name[:10] for p in tmp_path.rglob("*.parquet"))
+    assert copied == [f"2013-04-{d}" for d in range(10, 26)]  # the lake starts on the 10th
+    with pytest.raises(FileNotFoundError, match="no landed day from 2013-01-30 to 2013-03-01"):
+        survival.snapshot_features("2013-03-01", 7, prefix=prefix)
 
 
 def _lines(path: Path, n: int, day: str) -> list[bytes]:

@@ -407,9 +407,12 @@ def bounded_duckdb() -> duckdb.DuckDBPyConnection:
 MIRROR_KEEP_DAYS = 7  # a local copy no lake of this worker has used for that long is removed
 
 
-def mirror(prefix: str, columns: Sequence[str]) -> list[Path]:
-    """Local copies of every landed day holding only ``columns`` (those the day has), one file
-    per day named by its Parquet digest, under ``DISKRISK_LAKE_CACHE_DIR``.
+def mirror(
+    prefix: str, columns: Sequence[str], since: date | None = None, until: date | None = None
+) -> list[Path]:
+    """Local copies of the landed days from ``since`` to ``until`` (default: all) holding only
+    ``columns`` (those the day has), one file per day named by its Parquet digest, under
+    ``DISKRISK_LAKE_CACHE_DIR``.
 
     Why: the dataset stage reads the same days once per landmark (each up to 90 days back and
     ahead), which over S3 fetched the same bytes again for each (3.7 GB from S3 for a 90-day
@@ -419,9 +422,11 @@ def mirror(prefix: str, columns: Sequence[str]) -> list[Path]:
     be deleted at any time."""
     from diskrisk.config import PipelineSettings, load
 
-    days = read_manifest(prefix).get("days", {})
+    lo, hi = str(since or date.min), str(until or date.max)
+    days = {d: v for d, v in read_manifest(prefix).get("days", {}).items() if lo <= d <= hi}
     if not days:
-        raise FileNotFoundError(f"the lake at {lake_uri(prefix)} has no landed day")
+        window = "" if since is until is None else f" from {since or '…'} to {until or '…'}"
+        raise FileNotFoundError(f"the lake at {lake_uri(prefix)} has no landed day{window}")
     wanted = sorted(set(columns))
     root = Path(
         load(PipelineSettings).lake_cache_dir or Path(tempfile.gettempdir()) / "diskrisk-lake"
@@ -460,9 +465,12 @@ def connect(
     *,
     use_httpfs: bool | None = None,
     columns: Sequence[str] | None = None,
+    since: date | None = None,
+    until: date | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A duckdb connection with a ``lake`` view over all day partitions; with ``columns``
-    (an S3 lake), over local copies of those columns (:func:`mirror`)."""
+    (an S3 lake), over local copies of those columns of the days from ``since`` to ``until``
+    (:func:`mirror`)."""
     con = bounded_duckdb()
 
     def view(files: str, hive: bool = True) -> duckdb.DuckDBPyConnection:
@@ -475,9 +483,8 @@ def connect(
     if root is not None:
         return view(f"'{Path(root).as_posix()}/date=*/*.parquet'")
     if columns is not None:  # the files hold their date column; their names are digests
-        return view(
-            "[" + ", ".join(f"'{p.as_posix()}'" for p in mirror(prefix, columns)) + "]", False
-        )
+        files = ", ".join(f"'{p.as_posix()}'" for p in mirror(prefix, columns, since, until))
+        return view(f"[{files}]", hive=False)
     if use_httpfs is not False and _httpfs(con):
         con.execute(s3.duckdb_secret_sql())
         return view(f"'{lake_uri(prefix)}/date=*/*.parquet'")

@@ -78,10 +78,13 @@ def source_columns(smart_ids: Sequence[int] = DEFAULT_SMART_IDS) -> list[str]:
     return ["serial_number", "date", "model", "capacity_bytes", "failure", *smart]
 
 
-def _con(con, prefix: str, root, smart_ids: Sequence[int]) -> duckdb.DuckDBPyConnection:
+def _con(
+    con, prefix: str, root, smart_ids: Sequence[int], since: date | None, until: date | None
+) -> duckdb.DuckDBPyConnection:
+    """``since``/``until``: the days the query reads (an S3 lake's local copies hold just those)."""
     if con is not None:
         return con
-    return lake.connect(prefix, root, columns=source_columns(smart_ids))
+    return lake.connect(prefix, root, columns=source_columns(smart_ids), since=since, until=until)
 
 
 def feature_columns(smart_ids: Sequence[int] = DEFAULT_SMART_IDS) -> list[str]:
@@ -92,11 +95,16 @@ def feature_columns(smart_ids: Sequence[int] = DEFAULT_SMART_IDS) -> list[str]:
     return cols
 
 
-def _features_sql(s: date, lookback: int, ids: Sequence[int], present: set[str]) -> str:
+def _features_window(s: date, lookback: int) -> tuple[date, date]:
+    """(first day covered by ``lookback``, first day read: 30 days back at least, for the deltas)."""
     if lookback < 1:
         raise ValueError("lookback must be at least 1 day")
     lo = s - timedelta(days=lookback - 1)
-    read_from = min(lo, s - timedelta(days=30))
+    return lo, min(lo, s - timedelta(days=30))
+
+
+def _features_sql(s: date, lookback: int, ids: Sequence[int], present: set[str]) -> str:
+    lo, read_from = _features_window(s, lookback)
     d7, d30 = s - timedelta(days=7), s - timedelta(days=30)
     proj, agg, out = [], [], []
     for i in sorted(set(ids) | {9}):
@@ -150,7 +158,7 @@ def snapshot_features(
 ) -> pd.DataFrame:
     """Covariates known on ``date_`` for every drive observed that day (sorted by serial)."""
     s = _as_date(date_)
-    con = _con(con, prefix, root, smart_ids)
+    con = _con(con, prefix, root, smart_ids, _features_window(s, lookback)[1], s)
     present = set(lake.lake_columns(con))
     sql = _features_sql(s, lookback, smart_ids, present) + " ORDER BY serial_number"
     df = con.execute(sql).df()
@@ -214,7 +222,7 @@ def survival_dataset(
     ``end`` truncates follow-up (observations after it are ignored), which is what a time-based
     split needs.
     """
-    con = _con(con, prefix, root, smart_ids)
+    con = _con(con, prefix, root, smart_ids, None, _as_date(end) if end is not None else None)
     present = set(lake.lake_columns(con))
     sql = survival_sql(cutoff, lookback, present, end=end, smart_ids=smart_ids)
     return _types(con.execute(sql + " ORDER BY serial_number").df()).reset_index(drop=True)
