@@ -247,9 +247,13 @@ def test_survival_queries_read_local_copies_fetched_once_per_digest(
     assert len(changed) == 1 and "2013-04-12-ffff" in changed[0][1].name
     assert changed[0][0].exists()  # the old copy stays until unused for a week
     week_ago = time.time() - 8 * 86400
-    os.utime(changed[0][0], (week_ago, week_ago))
+    partial = changed[0][0].with_name(f".{changed[0][0].name}.1234.5678")  # a crashed fetch
+    partial.write_bytes(b"PAR1")
+    for stale in (changed[0][0], partial):
+        os.utime(stale, (week_ago, week_ago))
     lake.mirror(prefix, wanted)
-    assert not changed[0][0].exists() and all(f.exists() for f in again)
+    assert not changed[0][0].exists() and not partial.exists()
+    assert all(f.exists() for f in again)
 
 
 def test_snapshot_features_copy_only_the_days_they_read(real_lake, tmp_path, monkeypatch):

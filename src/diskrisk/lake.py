@@ -453,7 +453,7 @@ def mirror(
     with ThreadPoolExecutor(4) as pool:
         paths = list(pool.map(local, sorted(days)))
     stale = time.time() - MIRROR_KEEP_DAYS * 86400
-    for old in set(folder.glob("*.parquet")) - set(paths):
+    for old in set(folder.iterdir()) - set(paths):  # and a crashed task's partial copy
         if old.stat().st_mtime < stale:
             old.unlink(missing_ok=True)
     return paths
