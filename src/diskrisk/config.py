@@ -137,7 +137,7 @@ class PipelineSettings(_Base):
     download_timeout_s: float = Field(default=60.0, alias="DISKRISK_DOWNLOAD_TIMEOUT_S", gt=0)
     download_attempts: int = Field(default=3, alias="DISKRISK_DOWNLOAD_ATTEMPTS", ge=1)
     duckdb_memory_limit: str = Field(
-        default="4GiB", alias="DISKRISK_DUCKDB_MEMORY_LIMIT", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$"
+        default="3GiB", alias="DISKRISK_DUCKDB_MEMORY_LIMIT", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$"
     )
     duckdb_temp_dir: str = Field(default="", alias="DISKRISK_DUCKDB_TEMP_DIR")
     lake_cache_dir: str = Field(default="", alias="DISKRISK_LAKE_CACHE_DIR")
