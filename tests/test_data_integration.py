@@ -205,21 +205,27 @@ def test_survival_events_match_independent_count(real_lake, truth):
     assert (df["duration_days"] >= 1).all()
 
 
+def _from_local_copies(query, prefix: str, cache: Path, monkeypatch, *args):
+    """``query(*args)`` from local copies under ``cache`` equals the same query on the lake in S3."""
+    import pandas as pd
+
+    monkeypatch.setenv("DISKRISK_LAKE_CACHE_DIR", str(cache))
+    in_s3 = query(*args, con=lake.connect(prefix))
+    local = query(*args, prefix=prefix)
+    assert len(local) > 20_000
+    pd.testing.assert_frame_equal(local, in_s3)
+
+
 def test_survival_queries_read_local_copies_fetched_once_per_digest(
     real_lake, tmp_path, monkeypatch
 ):
     """The landmark queries read each day once per landmark, so they read local copies of the
     columns they need: the same table as the lake in S3 gives, fetched once per day and Parquet
     digest, a re-landed day fetched again, copies unused for a week removed."""
-    import pandas as pd
     import pyarrow.parquet as pq
 
     prefix, _ = real_lake
-    monkeypatch.setenv("DISKRISK_LAKE_CACHE_DIR", str(tmp_path))
-    in_s3 = survival.survival_dataset("2013-04-20", 10, con=lake.connect(prefix))
-    local = survival.survival_dataset("2013-04-20", 10, prefix=prefix)
-    assert len(local) > 20_000
-    pd.testing.assert_frame_equal(local, in_s3)
+    _from_local_copies(survival.survival_dataset, prefix, tmp_path, monkeypatch, "2013-04-20", 10)
 
     wanted = survival.source_columns()
     files = lake.mirror(prefix, wanted)
@@ -258,14 +264,8 @@ def test_survival_queries_read_local_copies_fetched_once_per_digest(
 
 def test_snapshot_features_copy_only_the_days_they_read(real_lake, tmp_path, monkeypatch):
     """Scoring one day on a new worker fetches its 30-day window, not the whole history."""
-    import pandas as pd
-
     prefix, _ = real_lake
-    monkeypatch.setenv("DISKRISK_LAKE_CACHE_DIR", str(tmp_path))
-    in_s3 = survival.snapshot_features("2013-04-25", 7, con=lake.connect(prefix))
-    local = survival.snapshot_features("2013-04-25", 7, prefix=prefix)
-    assert len(local) > 20_000
-    pd.testing.assert_frame_equal(local, in_s3)
+    _from_local_copies(survival.snapshot_features, prefix, tmp_path, monkeypatch, "2013-04-25", 7)
     copied = sorted(p.name[:10] for p in tmp_path.rglob("*.parquet"))
     assert copied == [f"2013-04-{d}" for d in range(10, 26)]  # the lake starts on the 10th
     with pytest.raises(FileNotFoundError, match="no landed day from 2013-01-30 to 2013-03-01"):
