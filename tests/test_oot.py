@@ -277,7 +277,17 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
 
 
-def test_write_tables_are_the_pandas_tables(tables, days, con, tmp_path):
+def test_batches_hold_consecutive_snapshots_up_to_the_bound():
+    sizes = [("a", 3), ("b", 3), ("c", 5), ("d", 1), ("e", 9), ("f", 1)]
+    assert oot.batches(sizes, 6) == [("a", "b"), ("c", "d"), ("e", "e"), ("f", "f")]
+    assert oot.batches(sizes, 100) == [("a", "f")]
+    assert oot.batches(sizes, 1) == [(x, x) for x, _ in sizes]
+
+
+# one statement for all landmarks, one per landmark, a few per statement
+@pytest.mark.parametrize("batch_rows", [oot.FEATURE_BATCH_ROWS, 1, 7000])
+def test_write_tables_are_the_pandas_tables(tables, days, con, tmp_path, monkeypatch, batch_rows):
+    monkeypatch.setattr(oot, "FEATURE_BATCH_ROWS", batch_rows)
     p, full, trains, tests = tables
     out = oot.write_tables(con, p, days[-1], 20, tmp_path)
     train = _frame(out.train())
@@ -339,7 +349,8 @@ def test_write_tables_samples_censored_rows_with_weights(tables, days, con, tmp_
     assert out.population_rows == len(full)
     key = ["serial_number", "snapshot_date"]
     assert not train.duplicated(key).any()
-    assert len(train.merge(full, on=key)) == len(train)  # rows of the stack, not made up
+    # rows of the stack, values and all: covariates are computed for the kept rows alone
+    _same(train.drop(columns="weight"), full.merge(train[key], on=key))
     # a split's table is the sampled table censored at its origin (same rows and weights)
     for sp in p.splits:
         expected = oracle_train(train, sp.origin)

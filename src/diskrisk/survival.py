@@ -19,12 +19,17 @@ For a snapshot (cutoff) day ``s`` and a look-back of ``L`` days:
   entry + duration.
 
 All heavy lifting is duckdb SQL over the ``lake`` view (:func:`diskrisk.lake.connect`); only the
-one-row-per-drive result becomes pandas.
+one-row-per-drive result becomes pandas. The outcome comes first, from three narrow columns:
+each serial's runs of consecutive days (:func:`runs_sql`) and first failure
+(:func:`first_failure_sql`) give every landmark's population and follow-up at once
+(:func:`outcome_sql`); the covariates, a month of every SMART column, are then aggregated only
+for the rows wanted (:func:`rows_sql`), which for a stack of sampled landmarks is a few percent.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -95,27 +100,31 @@ def feature_columns(smart_ids: Sequence[int] = DEFAULT_SMART_IDS) -> list[str]:
     return cols
 
 
-def _features_window(s: date, lookback: int) -> tuple[date, date]:
-    """(first day covered by ``lookback``, first day read: 30 days back at least, for the deltas)."""
+def _days_read(lookback: int) -> int:
+    """Days a snapshot reads before its own: the look-back, and 30 at least (for the deltas)."""
     if lookback < 1:
         raise ValueError("lookback must be at least 1 day")
-    lo = s - timedelta(days=lookback - 1)
-    return lo, min(lo, s - timedelta(days=30))
+    return max(lookback - 1, 30)
 
 
-def _features_sql(s: date, lookback: int, ids: Sequence[int], present: set[str]) -> str:
-    lo, read_from = _features_window(s, lookback)
-    d7, d30 = s - timedelta(days=7), s - timedelta(days=30)
+def _features_sql(
+    keys: str, first: date, last: date, lookback: int, ids: Sequence[int], present: set[str]
+) -> str:
+    """Covariates of each ``(serial_number, snapshot_date DATE)`` of ``keys``, whose snapshot
+    days lie in ``[first, last]``: one pass over the lake days they read, however many
+    snapshots they hold, and aggregates only for the drives asked for."""
+    back = _days_read(lookback)
+    recent = f"date >= s - {lookback - 1}"
     proj, agg, out = [], [], []
     for i in sorted(set(ids) | {9}):
         c = f"smart_{i}_raw"
-        src = c if c in present else "NULL"
+        src = f"l.{c}" if c in present else "NULL"
         proj.append(f"CAST({src} AS DOUBLE) AS {c}")
         nn = f"{c} IS NOT NULL"
         agg += [
-            f"arg_max({c}, date) FILTER (WHERE {nn} AND date >= DATE '{lo}') AS {c}",
-            f"arg_min({c}, date) FILTER (WHERE {nn} AND date >= DATE '{d7}') AS {c}__b7",
-            f"arg_min({c}, date) FILTER (WHERE {nn} AND date >= DATE '{d30}') AS {c}__b30",
+            f"arg_max({c}, date) FILTER (WHERE {nn} AND {recent}) AS {c}",
+            f"arg_min({c}, date) FILTER (WHERE {nn} AND date >= s - 7) AS {c}__b7",
+            f"arg_min({c}, date) FILTER (WHERE {nn} AND date >= s - 30) AS {c}__b30",
             f"arg_max({c}, date) FILTER (WHERE {nn}) AS {c}__last",
         ]
     for i in ids:
@@ -126,22 +135,24 @@ def _features_sql(s: date, lookback: int, ids: Sequence[int], present: set[str])
             f"coalesce({c}__last - {c}__b30, 'NaN'::DOUBLE) AS {c}_d30",
         ]
     return f"""
-    WITH win AS (
-        SELECT serial_number, date, model, capacity_bytes, failure, {", ".join(proj)}
-        FROM lake WHERE date BETWEEN DATE '{read_from}' AND DATE '{s}'
+    WITH snapshot_keys AS ({keys}),
+    win AS (
+        SELECT k.snapshot_date AS s, l.serial_number, l.date, l.model, l.capacity_bytes,
+               {", ".join(proj)}
+        FROM lake l JOIN snapshot_keys k
+          ON l.serial_number = k.serial_number
+         AND l.date BETWEEN k.snapshot_date - {back} AND k.snapshot_date
+        WHERE l.date BETWEEN DATE '{first - timedelta(days=back)}' AND DATE '{last}'
     ),
-    pop AS (SELECT DISTINCT serial_number FROM win WHERE date = DATE '{s}'),
     agg AS (
-        SELECT w.serial_number,
-               arg_max(model, date) FILTER (WHERE date >= DATE '{lo}') AS model,
-               arg_max(capacity_bytes, date) FILTER (WHERE date >= DATE '{lo}') AS capacity_bytes,
+        SELECT serial_number, s,
+               arg_max(model, date) FILTER (WHERE {recent}) AS model,
+               arg_max(capacity_bytes, date) FILTER (WHERE {recent}) AS capacity_bytes,
                {", ".join(agg)}
-        FROM win w SEMI JOIN pop USING (serial_number)
-        GROUP BY w.serial_number
+        FROM win GROUP BY serial_number, s
     )
     SELECT serial_number, model, {vendor_sql("model")} AS vendor, capacity_bytes,
-           DATE '{s}' AS snapshot_date,
-           coalesce(smart_9_raw / 24.0, 'NaN'::DOUBLE) AS age_days,
+           s AS snapshot_date, coalesce(smart_9_raw / 24.0, 'NaN'::DOUBLE) AS age_days,
            {", ".join(out)}
     FROM agg
     """
@@ -158,53 +169,132 @@ def snapshot_features(
 ) -> pd.DataFrame:
     """Covariates known on ``date_`` for every drive observed that day (sorted by serial)."""
     s = _as_date(date_)
-    con = _con(con, prefix, root, smart_ids, _features_window(s, lookback)[1], s)
+    con = _con(con, prefix, root, smart_ids, s - timedelta(days=_days_read(lookback)), s)
     present = set(lake.lake_columns(con))
-    sql = _features_sql(s, lookback, smart_ids, present) + " ORDER BY serial_number"
+    keys = f"SELECT DISTINCT serial_number, date AS snapshot_date FROM lake WHERE date = DATE '{s}'"
+    sql = _features_sql(keys, s, s, lookback, smart_ids, present) + " ORDER BY serial_number"
     df = con.execute(sql).df()
     return _types(df)[feature_columns(smart_ids)]
 
 
-def survival_sql(
-    cutoff: date | str,
+def first_failure_sql(until: date | str | None = None) -> str:
+    """Each serial's first failure day in the lake, up to ``until`` (``serial_number, day``).
+    A drive is at risk on ``s`` when that day is after ``s``, and it is then also its first
+    failure after ``s``: one small table answers both for every landmark, instead of a scan of
+    the history before each."""
+    hi = f"AND date <= DATE '{_as_date(until)}'" if until is not None else ""
+    return f"SELECT serial_number, min(date) AS day FROM lake WHERE failure = 1 {hi} GROUP BY 1"
+
+
+def runs_sql(first: date | str, last: date | str | None = None) -> str:
+    """Each serial's runs of consecutive observed days from ``first`` to ``last``
+    (``serial_number, lo, hi``). A drive seen every day of its span (nearly every drive) is one
+    run, from one aggregation; only serials with gaps or repeated rows are read again, to
+    split their days into runs. Every landmark's population and follow-up follow from the
+    runs, so the lake's rows are grouped by serial once, not once per landmark."""
+    hi = f"AND date <= DATE '{_as_date(last)}'" if last is not None else ""
+    days = f"date >= DATE '{_as_date(first)}' {hi}"
+    return f"""
+    WITH span AS MATERIALIZED (
+        SELECT serial_number, min(date) AS lo, max(date) AS hi, count(*) AS n
+        FROM lake WHERE {days} GROUP BY serial_number
+    )
+    SELECT serial_number, lo, hi FROM span WHERE n = hi - lo + 1
+    UNION ALL
+    SELECT serial_number, min(date), max(date) FROM (
+        SELECT serial_number, date,
+               date - CAST(dense_rank() OVER (PARTITION BY serial_number ORDER BY date) AS INT) AS g
+        FROM lake
+        WHERE {days} AND serial_number IN (SELECT serial_number FROM span WHERE n <> hi - lo + 1)
+    ) GROUP BY serial_number, g
+    """
+
+
+def outcome_sql(
+    marks: Sequence[tuple[date | str, date | str | None]], runs: str, failures: str
+) -> str:
+    """``(serial_number, snapshot_date, duration_days, event)`` of every drive at risk on each
+    landmark ``s`` of ``marks`` (``(s, end of follow-up or None)``) with follow-up: seen on
+    ``s`` and after it (up to the end), no failure on or before it. ``runs``: a relation of
+    :func:`runs_sql` covering those days; ``failures``: one of :func:`first_failure_sql`."""
+    never = date.max.isoformat()
+    values = ", ".join(
+        f"(DATE '{_as_date(s)}', DATE '{never if e is None else _as_date(e)}')" for s, e in marks
+    )
+    return f"""
+    WITH marks(s, stop) AS (VALUES {values}),
+    at_risk AS (
+        SELECT r.serial_number, m.s, m.stop
+        FROM {runs} r JOIN marks m ON m.s BETWEEN r.lo AND r.hi
+    ),
+    followed AS (  -- the last day seen up to the end: in the last run that starts by then
+        SELECT a.serial_number, a.s, a.stop, least(r.hi, a.stop) AS last_seen
+        FROM at_risk a ASOF JOIN {runs} r
+          ON a.serial_number = r.serial_number AND a.stop >= r.lo
+    )
+    SELECT o.serial_number, CAST(o.s AS TIMESTAMP) AS snapshot_date,
+           CAST(CASE WHEN f.day <= o.stop THEN f.day ELSE o.last_seen END - o.s AS BIGINT)
+               AS duration_days,
+           coalesce(f.day <= o.stop, false) AS event
+    FROM followed o LEFT JOIN {failures} f USING (serial_number)
+    WHERE o.last_seen > o.s AND (f.day IS NULL OR f.day > o.s)
+    """
+
+
+def rows_sql(
+    outcomes: str,
+    first: date | str,
+    last: date | str,
     lookback: int,
     present: set[str],
     *,
-    end: date | str | None = None,
     smart_ids: Sequence[int] = DEFAULT_SMART_IDS,
+    extra: Sequence[str] = (),
 ) -> str:
-    """The query behind :func:`survival_dataset` (columns in contract order, ``snapshot_date``
-    a TIMESTAMP), for callers that keep the result in DuckDB or write it straight to Parquet."""
-    s = _as_date(cutoff)
-    end_sql = f"AND date <= DATE '{_as_date(end)}'" if end is not None else ""
+    """Survival rows of ``outcomes`` (a relation of ``serial_number``, ``snapshot_date``
+    TIMESTAMP from ``first`` to ``last``, ``duration_days``, ``event`` and the ``extra``
+    columns): each row's covariates on its snapshot day with its outcome, columns in contract
+    order. Covariates are aggregated for those rows only, in one pass over the lake, so a
+    sample of many landmarks costs a sample's work."""
+    keys = f"SELECT serial_number, CAST(snapshot_date AS DATE) AS snapshot_date FROM {outcomes}"
+    feats = _features_sql(keys, _as_date(first), _as_date(last), lookback, smart_ids, present)
     covariates = ", ".join(
-        "CAST(snapshot_date AS TIMESTAMP) AS snapshot_date" if c == "snapshot_date" else c
-        for c in feature_columns(smart_ids)
+        "o.snapshot_date" if c == "snapshot_date" else f"f.{c}" for c in feature_columns(smart_ids)
     )
+    more = "".join(f", o.{c}" for c in extra)
     return f"""
-    WITH feats AS ({_features_sql(s, lookback, smart_ids, present)}),
-    failed_before AS (
-        SELECT DISTINCT serial_number FROM lake WHERE failure = 1 AND date <= DATE '{s}'
-    ),
-    after AS (
-        SELECT serial_number,
-               min(date) FILTER (WHERE failure = 1) AS first_failure,
-               max(date) AS last_seen
-        FROM lake WHERE date > DATE '{s}' {end_sql}
-        GROUP BY serial_number
-    ),
-    outcome AS (
-        SELECT f.*,
-               CAST(coalesce(a.first_failure, a.last_seen) - DATE '{s}' AS BIGINT) AS duration_days,
-               a.first_failure IS NOT NULL AS event
-        FROM feats f
-        JOIN after a USING (serial_number)
-        ANTI JOIN failed_before b USING (serial_number)
-    )
-    SELECT {covariates}, duration_days, event,
-           age_days AS entry_age_days, age_days + duration_days AS exit_age_days
-    FROM outcome
+    SELECT {covariates}, o.duration_days, o.event,
+           f.age_days AS entry_age_days, f.age_days + o.duration_days AS exit_age_days{more}
+    FROM ({feats}) f JOIN {outcomes} o
+      ON f.serial_number = o.serial_number AND f.snapshot_date = CAST(o.snapshot_date AS DATE)
     """
+
+
+def outcome_table(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    marks: Sequence[tuple[date | str, date | str | None]],
+    *,
+    failures: str | None = None,
+    runs: str | None = None,
+) -> None:
+    """Temp table ``name`` of :func:`outcome_sql` for ``marks``; ``failures``/``runs``: tables
+    of :func:`first_failure_sql`/:func:`runs_sql` already made (default: made here for the
+    marks' days). A table, not a CTE: DuckDB then plans the covariates' join on its real row
+    count (as a CTE it guessed 1 % of it and the whole query took 3x as long)."""
+    ends = [e for _, e in marks]
+    last = None if None in ends else max(_as_date(e) for e in ends if e is not None)
+    ctes = []
+    if failures is None:
+        failures = "first_failure"
+        ctes.append(f"first_failure AS MATERIALIZED ({first_failure_sql(last)})")
+    if runs is None:
+        runs = "runs"
+        ctes.append(f"runs AS MATERIALIZED ({runs_sql(min(_as_date(s) for s, _ in marks), last)})")
+    sql = outcome_sql(marks, runs, failures)
+    if ctes:
+        sql = f"WITH {', '.join(ctes)} SELECT * FROM ({sql})"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
 
 
 def survival_dataset(
@@ -224,8 +314,14 @@ def survival_dataset(
     """
     con = _con(con, prefix, root, smart_ids, None, _as_date(end) if end is not None else None)
     present = set(lake.lake_columns(con))
-    sql = survival_sql(cutoff, lookback, present, end=end, smart_ids=smart_ids)
-    return _types(con.execute(sql + " ORDER BY serial_number").df()).reset_index(drop=True)
+    name = f"outcome_{uuid.uuid4().hex[:12]}"
+    outcome_table(con, name, [(cutoff, end)])
+    try:
+        sql = rows_sql(name, cutoff, cutoff, lookback, present, smart_ids=smart_ids)
+        df = con.execute(sql + " ORDER BY serial_number").df()
+    finally:
+        con.execute(f"DROP TABLE {name}")
+    return _types(df).reset_index(drop=True)
 
 
 def _types(df: pd.DataFrame) -> pd.DataFrame:
