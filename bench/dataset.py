@@ -1,6 +1,7 @@
 """Benchmark of the dataset stage's tables (not a test): a long history of a big fleet.
 
     .venv/bin/python bench/dataset.py [--drives 300000] [--days 365] [--lake DIR] [--reference]
+        [--fit coxph ...]
 
 1. **the lake**: ``--days`` seeded modern days (``diskrisk.synth``, wear onset at the
    stationary rate, as ``bench/fleet.py`` lands them) holding the columns the survival queries
@@ -15,6 +16,8 @@
    DuckDB's defaults; with ``--reference``, the tables built the way ``write_tables`` did
    before outcomes came first (every landmark's whole survival table stacked, then sampled),
    and a check that both hold the same training rows and weights.
+4. ``--fit``: each family fitted on the training table, in its own process (the training
+   stage's memory grows with the table's rows).
 """
 
 from __future__ import annotations
@@ -69,9 +72,7 @@ def _settings() -> dict[str, Any]:
     return {
         "lookback": t.lookback_days,
         "followup_days": int(max(HORIZONS)),
-        "max_censored_rows": t.max_censored_rows,
-        "min_censored_per_failure": t.min_censored_per_failure,
-        "seed": t.seed,
+        "sampling": t.sampling(),
     }
 
 
@@ -82,16 +83,15 @@ def tables(root: str, out: str) -> dict[str, Any]:
     con, p, end = _inputs(root)
     s = _settings()
     t = oot.write_tables(
-        con, p, end, s["lookback"], Path(out),
-        followup_days=s["followup_days"], max_censored_rows=s["max_censored_rows"],
-        min_censored_per_failure=s["min_censored_per_failure"], seed=s["seed"],
-    )  # fmt: skip
+        con, p, end, s["lookback"], Path(out), followup_days=s["followup_days"], **s["sampling"]
+    )
     return {
         "landmarks": len(oot.training_landmarks(p, end)),
         "rows": t.rows,
         "events": t.events,
         "population_rows": t.population_rows,
         "weight": t.censored_weight,
+        "failure_weight": t.failure_weight,
         "test_events": t.holdout_events,
     }
 
@@ -111,11 +111,26 @@ def stacked_then_sampled(root: str, out: str) -> dict[str, Any]:
         survival.outcome_table(con, f"outcome_{k}", [mark], failures="first_failure")
         sqls.append(survival.rows_sql(f"outcome_{k}", mark[0], mark[0], s["lookback"], present))
     oot.stack(con, "stacked", sqls)
-    n_event, n_censored = oot.event_counts(con, "stacked")
-    cap = max(s["max_censored_rows"], s["min_censored_per_failure"] * n_event)
-    keep, weight = oot.sample_sql("stacked", n_censored, cap, s["seed"])
-    con.execute(f"COPY ({keep}) TO '{out}/train.parquet' (FORMAT parquet)")
-    return {"population_rows": n_event + n_censored, "events": n_event, "weight": weight}
+    counts = oot.event_counts(con, "stacked")
+    kept = oot.sample("stacked", counts, **s["sampling"])
+    con.execute(f"COPY ({kept.sql}) TO '{out}/train.parquet' (FORMAT parquet)")
+    return {
+        "population_rows": sum(counts),
+        "events": kept.failures,
+        "weight": kept.censored_weight,
+        "failure_weight": kept.failure_weight,
+    }
+
+
+def fit(train: str, family: str) -> int:
+    """One family fitted on the stage's training table, as the training stage fits it."""
+    import pandas as pd
+
+    from diskrisk.models import make_model
+
+    df = pd.read_parquet(train)
+    make_model(family).fit(df)
+    return len(df)
 
 
 def one_query(root: str, cutoff: str, lookback: int) -> int:
@@ -144,6 +159,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lake", type=Path, help="the lake's folder (kept; default: a temp folder)")
     ap.add_argument("--reference", action="store_true", help="also build the tables as before")
+    ap.add_argument("--fit", nargs="*", default=[], help="families fitted on the training table")
     args = ap.parse_args()
 
     root = args.lake or Path(tempfile.mkdtemp(prefix="diskrisk-dataset-lake-"))
@@ -161,6 +177,8 @@ def main() -> int:
         new.mkdir(), old.mkdir()
         got = b.stage("stage", "oot.write_tables (outcomes first)", tables, str(root), str(new))
         print(f"    {got}", flush=True)
+        for family in args.fit:
+            b.stage("train", f"fit {family}", fit, str(new / "train.parquet"), family)
         cutoff = (START + timedelta(days=args.days - 31)).isoformat()
         lookback = _settings()["lookback"]
         b.stage("reference", f"one landmark ({cutoff}), one query, defaults", one_query,

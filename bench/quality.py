@@ -65,6 +65,11 @@ def main() -> None:
         help="censored rows kept per failure at least (DISKRISK_TRAIN_MIN_CENSORED_PER_FAILURE)",
     )
     ap.add_argument(
+        "--max-failures",
+        type=int,
+        help="failure training rows kept, weighted (DISKRISK_TRAIN_MAX_FAILURE_ROWS)",
+    )
+    ap.add_argument(
         "--followup",
         type=int,
         default=int(max(HORIZONS)),
@@ -101,12 +106,13 @@ def main() -> None:
             followup_days=args.followup or None,
             max_censored_rows=args.max_censored,
             min_censored_per_failure=args.min_per_failure,
+            max_failure_rows=args.max_failures,
         )
         trains = {sp.name: pd.read_parquet(out.train(sp.origin)) for sp in splits}
         tests = {sp.name: pd.read_parquet(out.test(sp.origin)) for sp in splits}
     console.print(
         f"stacked {out.population_rows} rows; kept {out.rows} ({out.events} failures), "
-        f"censored rows weigh {out.censored_weight:.2f}"
+        f"censored rows weigh {out.censored_weight:.2f}, failure rows {out.failure_weight:.2f}"
     )
     for sp in splits:
         tr, te = trains[sp.name], tests[sp.name]

@@ -185,6 +185,20 @@ def test_knob_groups_read_the_env_file_named_when_they_are_built(monkeypatch, tm
     assert PromotionSettings().min_events == 4
 
 
+def test_an_empty_training_ceiling_unsets_it(monkeypatch, tmp_path):
+    """``.env.example``: an empty ``DISKRISK_TRAIN_MAX_FAILURE_ROWS=`` keeps every failure row;
+    an empty value of a knob that must be set is still an error naming it."""
+    from diskrisk.config import TrainSettings
+
+    _env_file(monkeypatch, tmp_path, DISKRISK_TRAIN_MAX_FAILURE_ROWS="")
+    assert TrainSettings().max_failure_rows is None
+    monkeypatch.setenv("DISKRISK_TRAIN_MAX_FAILURE_ROWS", "7")
+    assert TrainSettings().sampling()["max_failure_rows"] == 7
+    monkeypatch.setenv("DISKRISK_TRAIN_SEED", "")
+    with pytest.raises(ValueError, match="seed"):
+        TrainSettings()
+
+
 def test_importing_diskrisk_turns_mlflow_telemetry_off_unless_asked():
     """Outside CI (mlflow skips telemetry there on its own) the telemetry thread of `import
     mlflow` failed offline and raced a training run for os.environ; diskrisk turns it off."""

@@ -366,3 +366,41 @@ def test_write_tables_samples_censored_rows_with_weights(tables, days, con, tmp_
     assert set(map(tuple, _frame(other.train())[key].to_numpy())) != set(
         map(tuple, train[key].to_numpy())
     )
+
+
+def test_write_tables_bound_failure_rows_with_weights(tables, days, con, tmp_path):
+    p, full, _, tests = tables
+    events = int(full["event"].sum())
+    cap = events // 3
+    out = oot.write_tables(
+        con,
+        p,
+        days[-1],
+        20,
+        tmp_path,
+        max_censored_rows=100,
+        min_censored_per_failure=5,
+        max_failure_rows=cap,
+        seed=1,
+    )
+    train = _frame(out.train())
+    failed, kept = train[train["event"]], train[~train["event"]]
+    # the ceiling holds the failure rows, and the floor counts the *kept* failures
+    assert len(failed) == cap == out.events and len(kept) == 5 * cap > 100
+    assert failed["weight"].to_numpy() == pytest.approx(events / cap, abs=1 / 2048)
+    assert out.failure_weight == failed["weight"].iloc[0]
+    assert (train["weight"] * 1024).apply(float.is_integer).all()
+    assert failed["weight"].sum() == pytest.approx(events, rel=1e-3)
+    assert train["weight"].sum() == pytest.approx(len(full), rel=1e-3)
+    key = ["serial_number", "snapshot_date"]
+    _same(train.drop(columns="weight"), full.merge(train[key], on=key))
+    # weights stay inverse inclusion probabilities in the splits: a failure row whose failure
+    # falls after the origin is censored there and keeps the failure rows' weight
+    for sp in p.splits:
+        _same(_frame(out.train(sp.origin)), oracle_train(train, sp.origin))
+        _same(_frame(out.test(sp.origin)), tests[sp.name])
+    for table in [train, *(_frame(out.train(sp.origin)) for sp in p.splits)]:
+        make_model("km", {"time_scale": "landmark"}).fit(table)
+    # above the stack's failures the ceiling draws nothing
+    above = oot.write_tables(con, p, days[-1], 20, tmp_path / "a", max_failure_rows=events)
+    assert (above.events, above.rows, above.failure_weight) == (events, len(full), 1.0)

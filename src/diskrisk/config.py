@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, Field, PositiveInt, SecretStr, ValidationError, field_validator
@@ -205,7 +205,11 @@ class ProvenanceSettings(_Base):
 class TrainSettings(EnvFileSettings):
     """Training knobs (DISKRISK_TRAIN_*); families and params can be overridden per run."""
 
-    model_config = SettingsConfigDict(env_prefix="DISKRISK_TRAIN_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="DISKRISK_TRAIN_",
+        extra="ignore",
+        env_parse_none_str="",  # empty: unset
+    )
     # DEFAULT_FAMILIES: chosen out of time (see diskrisk.families)
     families: list[str] = Field(default_factory=lambda: list(DEFAULT_FAMILIES))
     lookback_days: int = Field(30, ge=1)
@@ -218,7 +222,7 @@ class TrainSettings(EnvFileSettings):
         250_000,
         ge=1,
         description="censored rows kept in the training tables, weighted (diskrisk.oot."
-        "write_tables); every failure is kept. Above the stack's size: no sampling",
+        "write_tables). Above the stack's size: no sampling",
     )
     min_censored_per_failure: int = Field(
         10,
@@ -226,6 +230,21 @@ class TrainSettings(EnvFileSettings):
         description="the training tables keep at least this many censored rows per failure, "
         "even above max_censored_rows (a year-long lake has ~10x a quarter's failures)",
     )
+    max_failure_rows: int | None = Field(
+        50_000,
+        ge=1,
+        description="failure rows kept in the training tables, weighted; with the floor above "
+        "it bounds the table (and the fits' memory) however many drives fail. Unset: all",
+    )
+
+    def sampling(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`diskrisk.oot.write_tables` that draw its rows."""
+        return {
+            "max_censored_rows": self.max_censored_rows,
+            "min_censored_per_failure": self.min_censored_per_failure,
+            "max_failure_rows": self.max_failure_rows,
+            "seed": self.seed,
+        }
 
 
 class PromotionSettings(EnvFileSettings):

@@ -35,8 +35,8 @@ class DatasetRef:
     ``train_key``: landmarks stacked over the whole window (the production fit);
     ``splits``: per rolling origin, its training and test tables (the out-of-time yardstick);
     ``holdout_key``: every split's test rows together (tagged with their split).
-    ``rows``/``events`` count the stored training table; with censored rows sampled
-    (``censored_weight`` > 1) it stands for ``population_rows`` stacked rows.
+    ``rows``/``events`` count the stored training table; with rows sampled (a weight > 1)
+    it stands for ``population_rows`` stacked rows.
     """
 
     cutoff: str
@@ -51,6 +51,7 @@ class DatasetRef:
     plan: dict[str, Any] = field(default_factory=dict)
     population_rows: int = 0  # stacked rows before censored rows were sampled (0: not known)
     censored_weight: float = 1.0  # weight of each kept censored row (1: none sampled)
+    failure_weight: float = 1.0  # weight of each kept failure row (1: none sampled)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -96,8 +97,7 @@ def prepare_dataset(
     p = training_plan(days, t)
     used = {d: manifest[d].get("parquet_sha256", "") for d in days}
     followup = int(max(HORIZONS))  # no published horizon needs more follow-up (oot.write_tables)
-    sample = [t.max_censored_rows, t.min_censored_per_failure, t.seed]
-    recipe = [cut, t.lookback_days, p.to_dict(), used, followup, *sample]
+    recipe = [cut, t.lookback_days, p.to_dict(), used, followup, t.sampling()]
     ident = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     base = layout.dataset(cut, ident, prefix)
     with tempfile.TemporaryDirectory(prefix="diskrisk-dataset-") as tmp:
@@ -108,9 +108,7 @@ def prepare_dataset(
             t.lookback_days,
             Path(tmp),
             followup_days=followup,
-            max_censored_rows=t.max_censored_rows,
-            min_censored_per_failure=t.min_censored_per_failure,
-            seed=t.seed,
+            **t.sampling(),
         )
         splits = []
         for sp in p.splits:
@@ -136,6 +134,7 @@ def prepare_dataset(
         p.to_dict(),
         tables.population_rows,
         tables.censored_weight,
+        tables.failure_weight,
     )
 
 

@@ -47,8 +47,8 @@ baseline hazard on the *full* training frame, so its probabilities stay calibrat
 fast enough without it (default ``None``) and, if subsampled, its unweighted leaf curves
 over-state failure probabilities.
 
-**Case weights.** A training table may carry ``weight`` (the dataset stage keeps every failure
-and a weighted share of the censored rows of a big fleet, :func:`diskrisk.oot.write_tables`).
+**Case weights.** A training table may carry ``weight`` (the dataset stage keeps a weighted
+share of the censored and of the failure rows of a big fleet, :func:`diskrisk.oot.write_tables`).
 Every family fits it as if each row were ``weight`` copies: lifelines' weights (the Cox penalty
 rescaled to match), sksurv's ``sample_weight`` for the trees, a weighted Breslow baseline
 (:func:`breslow`) for gbsa and coxnet, weighted standardisation, and a weighted rank reference
@@ -919,9 +919,9 @@ class CoxnetModel(_SksurvModel):
             fit_baseline_model=True,
         ).fit(X, _surv(event, time))
         # sksurv's coxnet takes no case weights: on a sampled table the coefficients are
-        # fitted on the sample as it is (its risk sets hold every failure but a share of the
-        # censored drives; the out-of-time C measures what that costs), while the baseline
-        # hazard, and so every probability, uses the weights.
+        # fitted on the sample as it is (its risk sets hold a larger share of the failures
+        # than of the censored drives; the out-of-time C measures what that costs), while
+        # the baseline hazard, and so every probability, uses the weights.
         self.baseline_ = breslow(self.estimator_.predict(X), time, event, case_weights(df))
 
     def _survival(self, X, df, h):

@@ -156,8 +156,8 @@ def plan(
 class Tables:
     """Parquet files :func:`write_tables` wrote under one folder, with their counts.
 
-    ``population_rows`` is the stacked table before censored rows were sampled; each kept
-    censored row then weighs ``censored_weight`` (failures always weigh 1)."""
+    ``population_rows`` is the stacked table before rows were sampled; each kept censored row
+    then weighs ``censored_weight``, each kept failure row ``failure_weight``."""
 
     folder: Path
     rows: int
@@ -165,6 +165,7 @@ class Tables:
     population_rows: int
     censored_weight: float
     test_events: dict[str, int]
+    failure_weight: float = 1.0
 
     @property
     def holdout_events(self) -> int:
@@ -240,25 +241,56 @@ def training_landmarks(
     return out
 
 
-def sample_sql(table: str, n_censored: int, cap: int | None, seed: int) -> tuple[str, float]:
-    """(query, weight): every failure of ``table`` and at most ``cap`` of its ``n_censored``
-    censored rows, drawn by a seeded hash of (drive, landmark), each kept censored row
-    weighing ``weight`` (a column ``weight``; failures weigh 1)."""
-    keep = f"SELECT *, 1.0::DOUBLE AS weight FROM {table}"
-    if cap is None or n_censored <= cap:
-        return keep, 1.0
+def _draw(table: str, where: str, n: int, cap: int | None, seed: int) -> tuple[str, float]:
+    """(query, weight): the ``n`` rows of ``table`` matching ``where``, or ``cap`` of them drawn
+    by a seeded hash of (drive, landmark), each weighing ``n / cap`` (column ``weight``)."""
+    if cap is None or n <= cap:
+        return f"SELECT *, 1.0::DOUBLE AS weight FROM {table} WHERE {where}", 1.0
     # a multiple of 1/1024: sums of weights are then exact in floating point (lifelines'
     # KM casts its at-risk counts to unsigned integers and fails on a -1e-9 left over)
-    weight = round(n_censored / cap * 1024) / 1024
+    weight = round(n / cap * 1024) / 1024
     return (
-        keep
-        + f""" WHERE event UNION ALL
-        SELECT *, {weight!r}::DOUBLE AS weight FROM {table} WHERE NOT event
+        f"""SELECT *, {weight!r}::DOUBLE AS weight FROM {table} WHERE {where}
         QUALIFY row_number() OVER (
             ORDER BY hash(serial_number, snapshot_date, {int(seed)}), serial_number, snapshot_date
         ) <= {int(cap)}""",
         weight,
     )
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Rows a training table keeps of a stack and what each weighs (inverse inclusion
+    probabilities: weighted sums over the sample estimate those over the stack)."""
+
+    failures: int
+    censored: int
+    failure_weight: float
+    censored_weight: float
+    sql: str
+
+
+def sample(
+    table: str,
+    counts: tuple[int, int],
+    *,
+    max_censored_rows: int | None = None,
+    min_censored_per_failure: int = 0,
+    max_failure_rows: int | None = None,
+    seed: int = 0,
+) -> Sample:
+    """The rows of ``table`` (``counts``: its failures and censored rows) a training table keeps:
+    at most ``max_failure_rows`` failure rows, then at most ``max_censored_rows`` censored rows
+    or ``min_censored_per_failure`` per kept failure if that is more."""
+    n_event, n_censored = counts
+    failures = n_event if max_failure_rows is None else min(n_event, max_failure_rows)
+    cap = max_censored_rows
+    if cap is not None:
+        cap = max(cap, min_censored_per_failure * failures)
+    censored = n_censored if cap is None else min(n_censored, cap)
+    fail_sql, fail_w = _draw(table, "event", n_event, max_failure_rows, seed)
+    cens_sql, cens_w = _draw(table, "NOT event", n_censored, cap, seed)
+    return Sample(failures, censored, fail_w, cens_w, f"({fail_sql}) UNION ALL ({cens_sql})")
 
 
 def write_tables(
@@ -271,6 +303,7 @@ def write_tables(
     followup_days: int | None = None,
     max_censored_rows: int | None = None,
     min_censored_per_failure: int = 0,
+    max_failure_rows: int | None = None,
     seed: int = 0,
 ) -> Tables:
     """The training and test tables of plan ``p``, built inside DuckDB and copied straight to
@@ -285,16 +318,19 @@ def write_tables(
     table censored at the split's origin (no outcome after it leaks in); its ``test.parquet``
     holds the test landmarks with their own windows.
 
-    ``max_censored_rows`` keeps every failure and at most that many censored rows of the
-    stacked table, or ``min_censored_per_failure`` per failure if that is more (a fixed cap
-    leaves a year-long lake, with ~10x a quarter's failures, a few controls per failure, where
-    the sampled fits lose most; README, fleet scale), drawn by a seeded hash of (drive,
-    landmark); each kept censored row weighs
-    ``n_censored / kept`` (to 1/1024), so weighted sums over the sample estimate those over the whole
-    stack (inverse-probability weights, as in a case-cohort design). Failures are ~0.2 % of a
-    fleet's rows: the fits see ~15x fewer rows at the same failures. Split tables are derived
-    from the sampled table (same rows and weights, follow-up censored at the origin), so the
-    weights stay inverse inclusion probabilities there too. Test tables are never sampled.
+    ``max_censored_rows`` keeps at most that many censored rows of the stacked table, or
+    ``min_censored_per_failure`` per kept failure if that is more (a fixed cap leaves a
+    year-long lake, with ~10x a quarter's failures, a few controls per failure, where the
+    sampled fits lose most; README, fleet scale). That floor makes the table grow with the
+    fleet's failures (5.5M rows at a year of 300k drives, a 16 GiB Cox fit), so
+    ``max_failure_rows`` bounds the failure rows too: a failing drive is a failure row of every
+    landmark within the follow-up before its failure (up to 13 at weekly landmarks and 90
+    days), rows of one drive that carry much the same covariates. Rows are drawn by a seeded
+    hash of (drive, landmark); each kept row weighs ``n / kept`` of its kind (to 1/1024), so
+    weighted sums over the sample estimate those over the whole stack (inverse-probability
+    weights, as in a case-cohort design). Split tables are derived from the sampled table
+    (same rows and weights, follow-up censored at the origin), so the weights stay inverse
+    inclusion probabilities there too. Test tables are never sampled.
     """
     from diskrisk.lake import lake_columns
     from diskrisk.survival import first_failure_sql, outcome_table, rows_sql, runs_sql
@@ -313,10 +349,15 @@ def write_tables(
     n_event, n_censored = event_counts(con, "outcomes")
     if not n_event + n_censored:
         raise ValueError(f"no landmark before {end} has follow-up")
-    if max_censored_rows is not None:
-        max_censored_rows = max(max_censored_rows, min_censored_per_failure * n_event)
-    keep, weight = sample_sql("outcomes", n_censored, max_censored_rows, seed)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE kept AS {keep}")
+    kept = sample(
+        "outcomes",
+        (n_event, n_censored),
+        max_censored_rows=max_censored_rows,
+        min_censored_per_failure=min_censored_per_failure,
+        max_failure_rows=max_failure_rows,
+        seed=seed,
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE kept AS {kept.sql}")
     con.execute("DROP TABLE outcomes")
     sizes = con.execute(
         "SELECT CAST(snapshot_date AS DATE), count(*) FROM kept GROUP BY 1 ORDER BY 1"
@@ -390,8 +431,9 @@ def write_tables(
         int(rows),
         int(events),
         int(n_event + n_censored),
-        float(weight),
+        kept.censored_weight,
         {sp.name: int(test_events.get(sp.name, 0)) for sp in p.splits},
+        kept.failure_weight,
     )
 
 
