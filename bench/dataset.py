@@ -1,7 +1,7 @@
 """Benchmark of the dataset stage's tables (not a test): a long history of a big fleet.
 
     .venv/bin/python bench/dataset.py [--drives 300000] [--days 365] [--lake DIR] [--reference]
-        [--fit coxph ...]
+        [--fit coxph ...] [--score]
 
 1. **the lake**: ``--days`` seeded modern days (``diskrisk.synth``, wear onset at the
    stationary rate, as ``bench/fleet.py`` lands them) holding the columns the survival queries
@@ -17,13 +17,15 @@
    before outcomes came first (every landmark's whole survival table stacked, then sampled),
    and a check that both hold the same training rows and weights.
 4. ``--fit``: each family fitted on the training table, in its own process (the training
-   stage's memory grows with the table's rows).
+   stage's memory grows with the table's rows); with ``--score``, the newest day's drives
+   scored by it (features and model call, no HBase: how scoring's memory grows with drives).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import sys
 import tempfile
 from datetime import timedelta
@@ -122,15 +124,28 @@ def stacked_then_sampled(root: str, out: str) -> dict[str, Any]:
     }
 
 
-def fit(train: str, family: str) -> int:
+def fit(train: str, family: str, save: str) -> int:
     """One family fitted on the stage's training table, as the training stage fits it."""
     import pandas as pd
 
     from diskrisk.models import make_model
 
     df = pd.read_parquet(train)
-    make_model(family).fit(df)
+    Path(save).write_bytes(pickle.dumps(make_model(family).fit(df)))
     return len(df)
+
+
+def score(root: str, model: str) -> int:
+    """The score stage's work in its process, but the HBase write: the newest day's features
+    of every drive seen (one DuckDB query) and the model's risk and survival at the horizons."""
+    from diskrisk import lake, survival
+    from diskrisk.config import TrainSettings
+
+    con = lake.connect(root=root)
+    day = con.execute("SELECT max(date) FROM lake").fetchone()[0]
+    features = survival.snapshot_features(day, TrainSettings().lookback_days, con=con)
+    pickle.loads(Path(model).read_bytes()).predict_risk_and_survival(features)
+    return len(features)
 
 
 def one_query(root: str, cutoff: str, lookback: int) -> int:
@@ -160,6 +175,7 @@ def main() -> int:
     ap.add_argument("--lake", type=Path, help="the lake's folder (kept; default: a temp folder)")
     ap.add_argument("--reference", action="store_true", help="also build the tables as before")
     ap.add_argument("--fit", nargs="*", default=[], help="families fitted on the training table")
+    ap.add_argument("--score", action="store_true", help="with --fit: score the newest day")
     args = ap.parse_args()
 
     root = args.lake or Path(tempfile.mkdtemp(prefix="diskrisk-dataset-lake-"))
@@ -178,7 +194,11 @@ def main() -> int:
         got = b.stage("stage", "oot.write_tables (outcomes first)", tables, str(root), str(new))
         print(f"    {got}", flush=True)
         for family in args.fit:
-            b.stage("train", f"fit {family}", fit, str(new / "train.parquet"), family)
+            model = str(Path(out) / f"{family}.pkl")
+            b.stage("train", f"fit {family}", fit, str(new / "train.parquet"), family, model)
+            if args.score:
+                n = b.stage("score", f"features + {family} (no HBase)", score, str(root), model)
+                print(f"    {n:,} drives scored", flush=True)
         cutoff = (START + timedelta(days=args.days - 31)).isoformat()
         lookback = _settings()["lookback"]
         b.stage("reference", f"one landmark ({cutoff}), one query, defaults", one_query,

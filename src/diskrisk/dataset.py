@@ -49,7 +49,7 @@ class DatasetRef:
     holdout_events: int
     splits: list[dict[str, Any]] = field(default_factory=list)
     plan: dict[str, Any] = field(default_factory=dict)
-    population_rows: int = 0  # stacked rows before censored rows were sampled (0: not known)
+    population_rows: int = 0  # stacked rows before rows were sampled (0: not known)
     censored_weight: float = 1.0  # weight of each kept censored row (1: none sampled)
     failure_weight: float = 1.0  # weight of each kept failure row (1: none sampled)
 

@@ -264,7 +264,6 @@ class Sample:
     probabilities: weighted sums over the sample estimate those over the stack)."""
 
     failures: int
-    censored: int
     failure_weight: float
     censored_weight: float
     sql: str
@@ -287,10 +286,9 @@ def sample(
     cap = max_censored_rows
     if cap is not None:
         cap = max(cap, min_censored_per_failure * failures)
-    censored = n_censored if cap is None else min(n_censored, cap)
     fail_sql, fail_w = _draw(table, "event", n_event, max_failure_rows, seed)
     cens_sql, cens_w = _draw(table, "NOT event", n_censored, cap, seed)
-    return Sample(failures, censored, fail_w, cens_w, f"({fail_sql}) UNION ALL ({cens_sql})")
+    return Sample(failures, fail_w, cens_w, f"({fail_sql}) UNION ALL ({cens_sql})")
 
 
 def write_tables(
