@@ -279,15 +279,37 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 def test_batches_hold_consecutive_snapshots_up_to_the_bound():
     sizes = [("a", 3), ("b", 3), ("c", 5), ("d", 1), ("e", 9), ("f", 1)]
-    assert oot.batches(sizes, 6) == [("a", "b"), ("c", "d"), ("e", "e"), ("f", "f")]
-    assert oot.batches(sizes, 100) == [("a", "f")]
-    assert oot.batches(sizes, 1) == [(x, x) for x, _ in sizes]
+    assert oot.batches(sizes, 6) == [("a", "b", 6), ("c", "d", 6), ("e", "e", 9), ("f", "f", 1)]
+    assert oot.batches(sizes, 100) == [("a", "f", 22)]
+    assert oot.batches(sizes, 1) == [(x, x, n) for x, n in sizes]
 
 
-# one statement for all landmarks, one per landmark, a few per statement
-@pytest.mark.parametrize("batch_rows", [oot.FEATURE_BATCH_ROWS, 1, 7000])
+def test_drive_parts_split_rows_above_the_bound_by_serial(con, days):
+    assert survival.drive_parts(0, 10) == survival.drive_parts(10, 10) == ["TRUE"]
+    parts = survival.drive_parts(25, 10)
+    assert len(parts) == 3
+    # every drive of a day falls in exactly one part
+    day = f"FROM lake WHERE date = DATE '{days[-1]}'"
+    (n,) = con.execute(f"SELECT count(DISTINCT serial_number) {day}").fetchone()
+    counts = [con.execute(f"SELECT count(DISTINCT serial_number) {day} AND {p}").fetchone()[0]
+              for p in parts]  # fmt: skip
+    assert sum(counts) == n and min(counts) > 0
+
+
+def test_a_day_split_by_drive_is_the_same_snapshot(con, days, monkeypatch):
+    """One statement per part of the drives (big fleets) gives the frames of one statement."""
+    whole = survival.snapshot_features(days[-1], 20, con=con)
+    table = survival.survival_dataset(days[-5], 20, con=con)
+    monkeypatch.setattr(survival, "FEATURE_BATCH_ROWS", 700)
+    assert len(whole) > 2 * 700
+    pd.testing.assert_frame_equal(survival.snapshot_features(days[-1], 20, con=con), whole)
+    pd.testing.assert_frame_equal(survival.survival_dataset(days[-5], 20, con=con), table)
+
+
+# one statement for all landmarks, landmarks split by drive, a few landmarks per statement
+@pytest.mark.parametrize("batch_rows", [survival.FEATURE_BATCH_ROWS, 1000, 7000])
 def test_write_tables_are_the_pandas_tables(tables, days, con, tmp_path, monkeypatch, batch_rows):
-    monkeypatch.setattr(oot, "FEATURE_BATCH_ROWS", batch_rows)
+    monkeypatch.setattr(survival, "FEATURE_BATCH_ROWS", batch_rows)
     p, full, trains, tests = tables
     out = oot.write_tables(con, p, days[-1], 20, tmp_path)
     train = _frame(out.train())

@@ -187,24 +187,15 @@ def _copy(con: Any, sql: str, path: Path) -> None:
     con.execute(f"COPY ({sql}) TO '{path.as_posix()}' (FORMAT parquet, COMPRESSION zstd)")
 
 
-# Kept rows whose covariates one statement aggregates: consecutive landmarks then share the scan
-# of their days (4 landmarks of a 300k-drive fleet's year: 3.6 s a landmark against 4.7 s one
-# at a time) while the aggregate's groups stay bounded (peak at DuckDB's limit, no spilling).
-FEATURE_BATCH_ROWS = 500_000
-
-
-def batches(sizes: Sequence[tuple[Any, int]], bound: int) -> list[tuple[Any, Any]]:
-    """(first, last) snapshot of runs of consecutive ``(snapshot, rows)`` holding at most
+def batches(sizes: Sequence[tuple[Any, int]], bound: int) -> list[tuple[Any, Any, int]]:
+    """(first, last snapshot, rows) of runs of consecutive ``(snapshot, rows)`` holding at most
     ``bound`` rows each (a single snapshot above it stands alone)."""
-    out: list[tuple[Any, Any]] = []
-    total = 0
+    out: list[tuple[Any, Any, int]] = []
     for snap, n in sizes:
-        if out and total + n <= bound:
-            out[-1] = (out[-1][0], snap)
-            total += n
+        if out and out[-1][2] + n <= bound:
+            out[-1] = (out[-1][0], snap, out[-1][2] + n)
         else:
-            out.append((snap, snap))
-            total = n
+            out.append((snap, snap, n))
     return out
 
 
@@ -331,7 +322,14 @@ def write_tables(
     inclusion probabilities there too. Test tables are never sampled.
     """
     from diskrisk.lake import lake_columns
-    from diskrisk.survival import first_failure_sql, outcome_table, rows_sql, runs_sql
+    from diskrisk.survival import (
+        FEATURE_BATCH_ROWS,
+        drive_parts,
+        first_failure_sql,
+        outcome_table,
+        rows_sql,
+        runs_sql,
+    )
 
     present = set(lake_columns(con))
     marks = training_landmarks(p, end, followup_days)
@@ -360,19 +358,21 @@ def write_tables(
     sizes = con.execute(
         "SELECT CAST(snapshot_date AS DATE), count(*) FROM kept GROUP BY 1 ORDER BY 1"
     ).fetchall()
+    between = "snapshot_date BETWEEN TIMESTAMP '{}' AND TIMESTAMP '{}'"
     stack(
         con,
         "train",
         [
             rows_sql(
-                f"(SELECT * FROM kept WHERE snapshot_date BETWEEN TIMESTAMP '{a}' AND TIMESTAMP '{b}')",
+                f"(SELECT * FROM kept WHERE {between.format(a, b)} AND {part})",
                 a,
                 b,
                 lookback,
                 present,
                 extra=("weight",),
             )
-            for a, b in batches(sizes, FEATURE_BATCH_ROWS)
+            for a, b, n in batches(sizes, FEATURE_BATCH_ROWS)
+            for part in drive_parts(n)
         ],
     )
     con.execute("DROP TABLE kept")
@@ -395,16 +395,21 @@ def write_tables(
             folder / sp.origin / "train.parquet",
         )
     tests = []
-    for k, (split, (lm, e)) in enumerate((sp, t) for sp in p.splits for t in sp.test):
+    marks_tested = [(sp, t) for sp in p.splits for t in sp.test]
+    for k, (split, (lm, e)) in enumerate(marks_tested):
         outcome_table(con, f"test_outcome_{k}", [(lm, e)], **drives)
-        landmark = rows_sql(f"test_outcome_{k}", lm, lm, lookback, present)
+        (n,) = con.execute(f"SELECT count(*) FROM test_outcome_{k}").fetchone()
         window = (_d(e) - _d(lm)).days
-        tests.append(
-            f"SELECT *, '{split.name}' AS {SPLIT}, CAST({window} AS BIGINT) AS {WINDOW} "
-            f"FROM ({landmark})"
-        )
+        for part in drive_parts(n):
+            landmark = rows_sql(
+                f"(SELECT * FROM test_outcome_{k} WHERE {part})", lm, lm, lookback, present
+            )
+            tests.append(
+                f"SELECT *, '{split.name}' AS {SPLIT}, CAST({window} AS BIGINT) AS {WINDOW} "
+                f"FROM ({landmark})"
+            )
     stack(con, "tests", tests)
-    for k in range(len(tests)):
+    for k in range(len(marks_tested)):
         con.execute(f"DROP TABLE test_outcome_{k}")
     test_events = dict(
         con.execute(
