@@ -325,6 +325,7 @@ def write_tables(
     from diskrisk.survival import (
         FEATURE_BATCH_ROWS,
         drive_parts,
+        drive_parts_of,
         first_failure_sql,
         outcome_table,
         rows_sql,
@@ -398,9 +399,8 @@ def write_tables(
     marks_tested = [(sp, t) for sp in p.splits for t in sp.test]
     for k, (split, (lm, e)) in enumerate(marks_tested):
         outcome_table(con, f"test_outcome_{k}", [(lm, e)], **drives)
-        (n,) = con.execute(f"SELECT count(*) FROM test_outcome_{k}").fetchone()
         window = (_d(e) - _d(lm)).days
-        for part in drive_parts(n):
+        for part in drive_parts_of(con, f"test_outcome_{k}"):
             landmark = rows_sql(
                 f"(SELECT * FROM test_outcome_{k} WHERE {part})", lm, lm, lookback, present
             )

@@ -122,13 +122,18 @@ def drive_parts(rows: int, bound: int | None = None) -> list[str]:
     return [f"hash(serial_number) % {k} = {j}" for j in range(k)] if k > 1 else ["TRUE"]
 
 
+def drive_parts_of(con: duckdb.DuckDBPyConnection, rows: str) -> list[str]:
+    """:func:`drive_parts` of the relation ``rows`` (a table name or a parenthesized query)."""
+    n = con.execute(f"SELECT count(*) FROM {rows}").fetchone()
+    return drive_parts(n[0] if n else 0)
+
+
 def _by_drive_parts(
     con: duckdb.DuckDBPyConnection, rows: str, sql_of: Callable[[str], str]
 ) -> pd.DataFrame:
-    """``sql_of(part)`` for each of :func:`drive_parts` of the relation ``rows``, one statement
-    each, as one frame sorted by serial."""
-    n = con.execute(f"SELECT count(*) FROM {rows}").fetchone()
-    frames = [con.execute(sql_of(part)).df() for part in drive_parts(n[0] if n else 0)]
+    """``sql_of(part)`` for each of :func:`drive_parts_of` ``rows``, one statement each, as one
+    frame sorted by serial."""
+    frames = [con.execute(sql_of(part)).df() for part in drive_parts_of(con, rows)]
     return pd.concat(frames, ignore_index=True).sort_values("serial_number", ignore_index=True)
 
 
