@@ -12,9 +12,10 @@
    DAG's order: collect → build_lake → stats → drift → dataset → train (each default family) →
    promote → score (HBase).
 3. **references, measured in the same run**: a bare ``pyarrow.csv`` parse of the new day (for
-   ingest), one DuckDB query with DuckDB's defaults for the survival table of one landmark over
-   the same Parquet in S3 (for the dataset stage), one put per row to HBase on a subset,
-   extrapolated (for scoring), and the survival table alone under the memory limit.
+   ingest), the stats stage's figures from a scan of the whole lake (for its kept state), one
+   DuckDB query with DuckDB's defaults for the survival table of one landmark over the same
+   Parquet in S3 (for the dataset stage), one put per row to HBase on a subset, extrapolated
+   (for scoring), and the survival table alone under the memory limit.
 4. ``--rsf``: a random survival forest trained on the same tables (censored rows capped,
    ``--rsf-censored``) and its 300k-drive scoring (model call + HBase), the slowest family.
 
@@ -160,6 +161,16 @@ def bare_parse(path: str) -> int:
     return pacsv.read_csv(path).num_rows
 
 
+def whole_lake_stats() -> int:
+    """The stats stage as it was before its state: every figure from a scan of the S3 lake."""
+    from diskrisk import lake, stats
+    from diskrisk.config import lake_prefix
+
+    prefix = lake_prefix()
+    figures = stats.compute(lake.connect(prefix), None, lake.null_counts(prefix))
+    return int(figures["rows"])
+
+
 def one_duckdb_query(cutoff: str, lookback: int) -> int:
     """The survival table of one landmark: the same single query over the same lake reader,
     with DuckDB's own defaults (no memory limit, no spilling, insertion order kept)."""
@@ -303,6 +314,7 @@ def main() -> int:
         if hist:
             print(f"    generate {hist['generate_s']:.0f}s, land {hist['land_s']:.0f}s "
                   f"({hist['csv_mb'] / 1e3:.1f} GB CSV)", flush=True)  # fmt: skip
+        b.stage("history", "stats (state of every day)", pipeline_call, "stats")
         training(b, "history", families)
         b.stage("history", "score (champion, HBase)", pipeline_call, "score")
         daily = float("nan")
@@ -337,6 +349,7 @@ def daily_run(
 
     ref = "reference"
     b.stage(ref, "bare pyarrow.csv parse of the day", bare_parse, day_csv)
+    b.stage(ref, "stats, the whole lake at once (no state)", whole_lake_stats)
     cutoff = (START + timedelta(days=args.history - 30)).isoformat()
     b.stage(ref, f"survival table at {cutoff}, memory limit", survival_table, cutoff, lookback)
     b.stage(ref, "same, one DuckDB query, defaults", one_duckdb_query, cutoff, lookback)
@@ -382,6 +395,8 @@ def report(
     if args.backfill_only:
         return
     print(f"ingest (collect + build_lake) / bare parse: {ingest / parse:.1f}x")
+    print(f"stats from a scan of the whole lake / the daily stats: "
+          f"{secs('reference', 'stats') / secs('daily', 'stats'):.1f}x")  # fmt: skip
     print(f"survival table / one DuckDB query (defaults): {table / one_query:.2f}x")
     print(
         f"dataset stage / one DuckDB query: {secs('daily', 'dataset') / one_query:.1f}x "

@@ -190,6 +190,53 @@ def test_stats_match_independent_counts(real_lake, truth, tmp_path):
         assert s3.head(f"{prefix}reports/stats/{name}") is not None
 
 
+def _without_state(figures: dict) -> dict:
+    return {k: v for k, v in figures.items() if k not in ("state", "size_bytes", "na_rate")}
+
+
+def test_stats_fold_only_new_days_and_read_the_whole_lake_when_a_day_changes(scratch, tmp_path):
+    """The state in ``lake/_stats/`` holds the days it folded: the next run reads only the
+    day landed since, a re-run writes nothing, and a re-landed day (new bytes) sends the run
+    back to the whole lake. Each time the figures equal those of the whole lake read at once."""
+    import pyarrow.dataset as pads
+
+    folder = tmp_path / "days"
+    folder.mkdir()
+    days = sorted(DATA.glob("*.csv"))[:4]
+    for p in days[:3]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    lake.process(folder, prefix=scratch)
+
+    def run_and_check(expected_state: dict) -> dict:
+        figures = stats.run(tmp_path / "out", prefix=scratch)
+        assert figures["state"] == expected_state
+        whole = stats.compute(lake.connect(scratch))  # no state: the lake read at once
+        assert _without_state(figures) == pytest.approx(_without_state(whole))
+        assert figures["na_rate"] == pytest.approx(whole["na_rate"])
+        return figures
+
+    assert run_and_check({"days_folded": 3, "whole_lake": True})["days"] == 3
+    (folder / days[3].name).write_bytes(days[3].read_bytes())
+    lake.process(folder, prefix=scratch)
+    assert run_and_check({"days_folded": 1, "whole_lake": False})["days"] == 4
+
+    state = f"{scratch}lake/_stats/"
+    before = {(v["Key"], v["VersionId"]) for v in versions(state)}
+    assert {key for key, _ in before} == {f"{state}drives.parquet", f"{state}days.parquet"}
+    run_and_check({"days_folded": 0, "whole_lake": False})
+    assert {(v["Key"], v["VersionId"]) for v in versions(state)} == before
+
+    changed = folder / days[1].name  # its last row dropped: new bytes, a new Parquet digest
+    changed.write_bytes(b"\n".join(changed.read_bytes().rstrip(b"\n").split(b"\n")[:-1]) + b"\n")
+    lake.process(folder, prefix=scratch)
+    rows = sum(d["rows"] for d in lake.read_manifest(scratch)["days"].values())
+    assert run_and_check({"days_folded": 4, "whole_lake": True})["rows"] == rows
+
+    # other engines reading lake/ Hive-style still find the day partitions alone
+    found = pads.dataset(f"{BUCKET}/{scratch}lake/", filesystem=s3.arrow_fs(), format="parquet")
+    assert len(found.files) == 4 and all("/lake/date=" in f for f in found.files)
+
+
 def test_survival_events_match_independent_count(real_lake, truth):
     prefix, _ = real_lake
     s = "2013-04-20"

@@ -23,12 +23,14 @@ def test_every_key_starts_with_the_prefix():
         layout.lake_day(day, prefix),
         layout.manifest(prefix),
         layout.dataset("2024-05-01", "abc", prefix),
+        layout.stats_state("drives", prefix),
         layout.stats_report("stats.json", prefix),
         layout.drift_report("2024-05-01", "drift_report.html", prefix),
     ]
     assert all(k.startswith(prefix) for k in keys)
     assert len(set(keys)) == len(keys)
     assert layout.lake_day(day, prefix).startswith(layout.lake_partitions(prefix))
+    assert not layout.stats_state("drives", prefix).startswith(layout.lake_partitions(prefix))
     assert layout.raw(day) == "raw/2024/2024-05-01.csv"
 
 

@@ -83,3 +83,39 @@ def test_daily_churn_counts_first_and_last_days_of_each_drive(tmp_path):
         assert d["drives"].tolist() == [3, 3, 3]
         assert d["new_drives"].tolist() == [3, 1, 1]  # A B C, then D, then E
         assert d["last_seen_drives"].tolist() == [1, 1, 3]  # B, then C, then A D E
+
+
+def _figures(con) -> tuple:
+    summary = stats.compute(con)
+    summary.pop("na_rate")
+    return summary, stats.daily(con).to_dict("list"), stats.failure_curves(con)
+
+
+def test_days_folded_in_any_order_give_the_figures_of_the_whole_lake(tmp_path):
+    """The state merges exactly: drive A's age is unknown on its first day, so its age at
+    first sight is day 2's, whichever of its days is folded first; B fails; C and D come
+    late; two models."""
+    days = {
+        "2024-01-01": (["A", "B"], ["m1", "m2"], [0, 0], [None, 240.0]),
+        "2024-01-02": (["A", "B", "C"], ["m1", "m2", "m1"], [0, 1, 0], [48.0, 264.0, 12.0]),
+        "2024-01-03": (["A", "C", "D"], ["m1", "m1", "m2"], [0, 0, 0], [72.0, 36.0, None]),
+    }
+    for day, (serials, models, failures, hours) in days.items():
+        frame = pd.DataFrame(
+            {"serial_number": serials, "model": models, "failure": failures, "smart_9_raw": hours}
+        )
+        _day(tmp_path, day, frame, row_group_size=2)
+    whole = _figures(lake.connect(root=tmp_path))
+    assert whole[0]["mean_age_at_first_seen_days"] == pytest.approx((2 + 10 + 0.5) / 3)
+    assert whole[0]["drives"] == 4 and whole[0]["failures"] == 1 and whole[0]["rows"] == 8
+    first, second, third = days
+    for parts in ([[first], [second, third]], [[third], [first], [second]], [[third, first], []]):
+        con = lake.connect(root=tmp_path)
+        for part in parts:
+            stats.fold(con, part)
+        if len(parts) == 2 and not parts[1]:  # the second day never folded
+            assert _figures(con)[0]["rows"] == 5
+            continue
+        folded = _figures(con)
+        assert folded[1:] == whole[1:]
+        assert folded[0] == pytest.approx(whole[0]), parts

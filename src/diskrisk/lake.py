@@ -5,6 +5,7 @@ Layout (keys from :mod:`diskrisk.layout`; see docs/contracts.md)::
     lake/date=YYYY-MM-DD/part-0.parquet   validated rows, diskrisk.schema types
     lake/_manifest.json                   {"days": {day: {rows, sha256, parquet_sha256,
                                                           failures, quarantined}}}
+    lake/_stats/{drives,days}.parquet     the stats stage's aggregates (diskrisk.stats)
     quarantine/date=YYYY-MM-DD/<file>.csv bad rows (+ _row, _reason)
     quarantine/_files/<file>.json         whole-file problems
 
@@ -341,7 +342,7 @@ def null_counts(
         metas = list(pool.map(lambda p: pq.read_metadata(p, filesystem=fs), paths))
     files = [_null_counts(m) for m in metas]
     nulls: dict[str, int | None] = {}
-    for name in set().union(*files):
+    for name in dict.fromkeys(n for counts in files for n in counts):  # in schema order
         total: int | None = 0
         for m, counts in zip(metas, files, strict=True):
             n = counts.get(name, m.num_rows)  # a column this day's file lacks

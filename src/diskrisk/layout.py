@@ -55,6 +55,12 @@ def dataset(cutoff: str, digest: str, prefix: str = "") -> str:
     return f"{prefix}datasets/{cutoff}-{digest}"
 
 
+def stats_state(table: str, prefix: str = "") -> str:
+    """The stats stage's aggregates, kept beside the partitions (``_`` names are not data to
+    Hive-style readers) so a daily run folds in only the days it has not seen."""
+    return f"{lake_root(prefix)}/_stats/{table}.parquet"
+
+
 def stats_report(name: str, prefix: str = "") -> str:
     return f"{prefix}reports/stats/{name}"
 
