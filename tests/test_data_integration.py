@@ -160,6 +160,57 @@ def test_process_reads_each_day_once(scratch, tmp_path, monkeypatch):
     assert summary.collected.count("new") == 3
 
 
+def test_a_new_day_is_parsed_before_its_digest_and_uploaded_while_it_is_encoded(
+    scratch, tmp_path, monkeypatch
+):
+    """A day new to the manifest is validated at once (the upload thread hashes it), and its
+    raw upload starts between the parse and the Parquet encode; a day the manifest knows is
+    hashed first, so unchanged bytes are never parsed again."""
+    import threading
+
+    folder = tmp_path / "days"
+    folder.mkdir()
+    first = sorted(DATA.glob("*.csv"))[0]
+    (folder / first.name).write_bytes(first.read_bytes())
+    events: list[tuple[str, str]] = []
+
+    def spy(module, name):
+        real = getattr(module, name)
+
+        def called(*args, **kwargs):
+            events.append((name, threading.current_thread().name))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, called)
+
+    spy(lake, "validate_bytes")
+    spy(lake, "parquet_bytes")
+    spy(ingest, "digest_bytes")
+    spy(ingest.RawUpload, "start")
+    spy(ingest, "upload_day")
+
+    def order(*names: str) -> list[str]:
+        return [name for name, _ in events if name in names]
+
+    assert lake.process(folder, prefix=scratch).days[0].status == "written"
+    assert order("validate_bytes", "start", "parquet_bytes") == [
+        "validate_bytes", "start", "parquet_bytes", "start",  # the second: collect's own wait
+    ]  # fmt: skip
+    assert order("validate_bytes", "digest_bytes")[0] == "validate_bytes"
+    assert {t for name, t in events if name == "digest_bytes"} == {"raw-upload_0"}
+
+    events.clear()
+    assert lake.process(folder, prefix=scratch).days[0].status == "unchanged"
+    assert order("digest_bytes", "validate_bytes", "upload_day") == ["digest_bytes", "upload_day"]
+    assert events[0] == ("digest_bytes", "MainThread")  # once: the upload reuses it
+
+    events.clear()
+    changed = folder / first.name  # its last row dropped: bytes the manifest does not know
+    changed.write_bytes(b"\n".join(changed.read_bytes().rstrip(b"\n").split(b"\n")[:-1]) + b"\n")
+    assert lake.process(folder, prefix=scratch).days[0].status == "written"
+    assert order("digest_bytes", "validate_bytes")[:2] == ["digest_bytes", "validate_bytes"]
+
+
 def test_rerun_is_idempotent(real_lake):
     prefix, _ = real_lake
     before_manifest = lake.read_manifest(prefix)

@@ -10,7 +10,7 @@ from it, so it keeps the *original* bytes of each day with their sha256 in the o
   (the digest) is fixed when the upload is created. ``lake.process`` reads each day once
   instead (``overlap``): the day's bytes are hashed in memory and uploaded from there, in one
   PUT whose checksum is that sha256 (the store verifies it; botocore hashes nothing more),
-  while the lake validates the same bytes.
+  while the lake encodes the same bytes (:class:`RawUpload`).
 * Same bytes again → no-op (sha256 compared with the object's metadata via HEAD). Different
   bytes → overwrite; the bucket is versioned so the old bytes stay retrievable, and a warning
   names the day and both digests.
@@ -29,7 +29,7 @@ import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -304,6 +304,44 @@ def upload_day(
     return DayResult(day.day, day.name, status, sha, rows, key, old)
 
 
+class RawUpload:
+    """The raw upload of one day's bytes held in memory, started when its caller chooses (or
+    when :func:`collect` needs its result), in a worker thread that hashes the bytes first.
+
+    Why a handle: the lake validates a new day without waiting for its digest, and starts the
+    upload once the parse is done, so that the store's work (its own hashing and writing)
+    shares the cores with the single-threaded Parquet encode instead of with the parse."""
+
+    def __init__(
+        self, pool: ThreadPoolExecutor, day: DayFile, data: bytes, prefix: str, chunk_size: int
+    ):
+        self._pool, self.day, self._data = pool, day, data
+        self._prefix, self._chunk_size = prefix, chunk_size
+        self._digest: tuple[str, int] | None = None
+        self._future: Future[DayResult] | None = None
+
+    def digest(self) -> tuple[str, int]:
+        """(sha256, data rows) of the bytes, computed once."""
+        if self._digest is None:
+            sha, rows, _ = digest_bytes(self._data)
+            self._digest = sha, rows
+        return self._digest
+
+    def start(self) -> Future[DayResult]:
+        if self._future is None:
+            self._future = self._pool.submit(self._upload)
+        return self._future
+
+    def _upload(self) -> DayResult:
+        return upload_day(
+            self.day,
+            prefix=self._prefix,
+            chunk_size=self._chunk_size,
+            data=self._data,
+            sha_rows=self.digest(),
+        )
+
+
 def collect(
     source: str | Path,
     *,
@@ -312,15 +350,15 @@ def collect(
     on_day: Callable[[DayResult | DataError], None] | None = None,
     keep: Callable[[date], bool] | None = None,
     latest: date | None = None,
-    overlap: Callable[[DayFile, bytes, str], None] | None = None,
+    overlap: Callable[[bytes, RawUpload], None] | None = None,
 ) -> CollectSummary:
     """Copy every day of ``source`` (those ``keep`` accepts, none after ``latest``) to raw/;
     per-day problems are recorded, not fatal.
 
-    ``overlap(day, data, sha256)``: one pass over each day's bytes. The day is read once into
-    memory, hashed, and uploaded from there in a worker thread while ``overlap`` works on the
-    same bytes in this one (the lake validates them: :func:`diskrisk.lake.process`);
-    ``on_day`` follows once the upload is done.
+    ``overlap(data, upload)``: one pass over each day's bytes. The day is read once into
+    memory and ``overlap`` works on it (the lake validates it: :func:`diskrisk.lake.process`),
+    starting the raw upload of the same bytes (:class:`RawUpload`) when it likes; it is started
+    afterwards if not, and ``on_day`` follows once it is done.
     """
     summary = CollectSummary()
     pool = ThreadPoolExecutor(1, thread_name_prefix="raw-upload") if overlap else None
@@ -337,18 +375,12 @@ def collect(
                         uploaded = upload_day(d, prefix=prefix, chunk_size=chunk_size)
                     else:
                         data = read_day(d)
-                        sha, rows, _ = digest_bytes(data)
-                        up = pool.submit(
-                            upload_day,
-                            d,
-                            prefix=prefix,
-                            chunk_size=chunk_size,
-                            data=data,
-                            sha_rows=(sha, rows),
-                        )
-                        overlap(d, data, sha)
-                        del data
-                        uploaded = up.result()
+                        upload = RawUpload(pool, d, data, prefix, chunk_size)
+                        try:
+                            overlap(data, upload)
+                        finally:  # raw/ stays the system of record, whatever the lake did
+                            uploaded = upload.start().result()
+                        del data, upload
                     summary.days.append(uploaded)
                     res = uploaded
                 except DataError as err:

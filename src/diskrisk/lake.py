@@ -51,8 +51,8 @@ from diskrisk import layout, s3, schema
 from diskrisk.ingest import (
     DEFAULT_CHUNK,
     CollectSummary,
-    DayFile,
     DayResult,
+    RawUpload,
     collect,
     record_file_error,
 )
@@ -161,12 +161,18 @@ class Checked:
     error: DataError | None = None
 
 
-def check(data: bytes, day: date, latest: date | None) -> Checked:
-    """Validate a day's CSV bytes and encode its Parquet: the CPU half of landing a day."""
+def check(
+    data: bytes, day: date, latest: date | None, then: Callable[[], Any] | None = None
+) -> Checked:
+    """Validate a day's CSV bytes and encode its Parquet: the CPU half of landing a day.
+    ``then`` is called between the two (the raw upload starts there: see :func:`process`)."""
     try:
         v = validate_bytes(data, f"{day.isoformat()}.csv", day, latest_day=latest)
     except DataError as err:
         return Checked(None, error=err)
+    finally:
+        if then is not None:
+            then()
     return Checked(v, parquet_bytes(v.table))
 
 
@@ -217,19 +223,22 @@ def process(
 ) -> ProcessSummary:
     """Collect → validate → lake for every day of a source; one bad day never stops the rest.
 
-    One pass over each day's bytes: they are read once, and validated and encoded while the
-    raw upload of the same bytes runs (:func:`diskrisk.ingest.collect` ``overlap``). A day
-    reaches the lake only after its raw upload succeeded, so raw/ stays the system of record.
+    One pass over each day's bytes: they are read once, validated, and encoded while the raw
+    upload of the same bytes runs (:func:`diskrisk.ingest.collect` ``overlap``). A day new to
+    the manifest is validated at once; the upload hashes it meanwhile. A day the manifest
+    knows is hashed first, and skipped when its bytes are the landed ones. A day reaches the
+    lake only after its raw upload succeeded, so raw/ stays the system of record.
     """
     manifest = read_manifest(prefix)
     latest = latest_day()
     checked: dict[date, Checked] = {}
     summary = ProcessSummary(CollectSummary())
 
-    def validate_while_uploading(d: DayFile, data: bytes, sha: str) -> None:
-        entry = manifest["days"].get(d.day.isoformat())
-        if force or not entry or entry.get("sha256") != sha:
-            checked[d.day] = check(data, d.day, latest)
+    def validate_while_uploading(data: bytes, upload: RawUpload) -> None:
+        day = upload.day.day
+        entry = manifest["days"].get(day.isoformat())
+        if force or not entry or entry.get("sha256") != upload.digest()[0]:
+            checked[day] = check(data, day, latest, then=upload.start)
 
     def land_uploaded(r: DayResult | DataError) -> None:
         if on_step:
