@@ -118,9 +118,15 @@ class Bench:
                 running.append((k, p, q))
             for k, p, q in list(running):
                 try:
-                    reports[k] = q.get(timeout=0.2)
+                    reports[k] = q.get(timeout=0.2 if p.is_alive() else 2.0)
                 except queue.Empty:
-                    continue
+                    if p.is_alive():
+                        continue
+                    reports[k] = {  # killed before it could report (the OOM killer, say)
+                        "secs": time.perf_counter() - t0, "rss_mib": float("nan"),
+                        "read_mb": 0.0, "written_mb": 0.0, "result": None,
+                        "error": f"the stage's process exited with code {p.exitcode}",
+                    }  # fmt: skip
                 p.join()
                 running.remove((k, p, q))
         net = (_loopback_bytes() - lo) / 1e6
@@ -129,7 +135,7 @@ class Bench:
             self._row(part, name, reports[k] | alone)
         if len(jobs) > 1:
             wall = {"secs": time.perf_counter() - t0, "net_mb": net, "error": None}
-            rss = max(r["rss_mib"] for r in reports.values())
+            rss = max((r["rss_mib"] for r in reports.values() if r["rss_mib"] > 0), default=0.0)
             io = sum(r["read_mb"] + r["written_mb"] for r in reports.values())
             name = f"{len(jobs)} stages, {parallel} at a time (wall; max RSS, summed io)"
             self._row(part, name, wall | {"rss_mib": rss, "read_mb": io, "written_mb": 0.0})
