@@ -218,3 +218,28 @@ def test_importing_diskrisk_turns_mlflow_telemetry_off_unless_asked():
 
     assert run(clean) == ["true", "True"]
     assert run(clean | {"MLFLOW_DISABLE_TELEMETRY": "false"})[0] == "false"
+
+
+@pytest.mark.parametrize("threads", [1, None])
+def test_a_challenger_trains_with_the_configured_blas_threads(monkeypatch, threads):
+    """DISKRISK_TRAIN_THREADS bounds BLAS while a family trains (the executor runs several side
+    by side); unset, the libraries keep their own width."""
+    from threadpoolctl import threadpool_info
+
+    from diskrisk import train
+    from diskrisk.config import TrainSettings
+
+    def widths() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info()}
+
+    outside, seen = widths(), []
+
+    def first_step(*args, **kwargs):
+        seen.append(widths())
+        raise RuntimeError("stop after the first step")
+
+    monkeypatch.setattr(train, "oot_predictions", first_step)
+    with pytest.raises(RuntimeError, match="first step"):
+        train.train_challenger("coxph", None, settings=TrainSettings(threads=threads))  # type: ignore[arg-type]
+    assert outside and seen == [{1} if threads else outside]
+    assert widths() == outside

@@ -84,6 +84,7 @@ SPECIAL = {
     "DISKRISK_TRAIN_MAX_CENSORED_ROWS": "123457",
     "DISKRISK_TRAIN_MIN_CENSORED_PER_FAILURE": "37",
     "DISKRISK_TRAIN_MAX_FAILURE_ROWS": "45679",
+    "DISKRISK_TRAIN_THREADS": "29",
     "DISKRISK_PROMOTION_MIN_GAIN": "0.0057",
     "DISKRISK_PROMOTION_MIN_EVENTS": "89",
     "DISKRISK_DRIFT_NUM_METHOD": "wasserstein",
@@ -445,6 +446,7 @@ def readers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[C
                 "max_censored_rows",
                 "min_censored_per_failure",
                 "max_failure_rows",
+                "threads",
             )
         },
         **{f"DISKRISK_PROMOTION_{f.upper()}": [_promotion(f)] for f in ("min_gain", "min_events")},

@@ -236,6 +236,13 @@ class TrainSettings(EnvFileSettings):
         description="failure rows kept in the training tables, weighted; with the floor above "
         "it bounds the table (and the fits' memory) however many drives fail. Unset: all",
     )
+    threads: int | None = Field(
+        1,
+        ge=1,
+        description="BLAS/OpenMP threads of one training task. The executor trains the families "
+        "side by side (AIRFLOW__CORE__PARALLELISM), so one each avoids oversubscribing the "
+        "cores. Unset: the libraries' own (every core)",
+    )
 
     def sampling(self) -> dict[str, Any]:
         """The keyword arguments of :func:`diskrisk.oot.write_tables` that draw its rows."""
