@@ -111,7 +111,7 @@ def main() -> None:
                     first.setdefault(name, secs)
                     best[name] = min(best.get(name, float("inf")), secs)
             t_pa, t_pd, ours = best.values()
-            rows += [(name, secs) for name, secs in best.items()][:2]
+            rows += list(best.items())[:2]
 
             t_raw, _ = _timed(lambda: ingest.collect(path, prefix=f"{prefix}steps/"))
             rows.append(("  step alone: raw upload (sha256, multipart)", t_raw))
@@ -128,8 +128,9 @@ def main() -> None:
             for name, secs in rows:
                 print(f"{name:44} {secs:8.2f} {secs / t_pa:10.2f}")
             print(f"{'pandas round trip / diskrisk one pass':44} {t_pd / ours:8.2f}")
-            print("first of each (a cold process): " + ", ".join(f"{s:.2f}s" for s in first.values())
-                  + f"; pandas / one pass {list(first.values())[1] / list(first.values())[2]:.2f}")  # fmt: skip
+            f_pa, f_pd, f_ours = first.values()
+            print(f"first of each (a cold process): {f_pa:.2f}s, {f_pd:.2f}s, {f_ours:.2f}s; "
+                  f"pandas / one pass {f_pd / f_ours:.2f}")  # fmt: skip
             print(f"peak RSS so far (main process): {_peak_rss_mib():.0f} MiB")
 
             sdir = Path(tmp) / "days"

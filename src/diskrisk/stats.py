@@ -64,14 +64,16 @@ def _jsonable(v: Any) -> Any:
 DRIVES, DAYS = "drives", "days"  # the state's tables: per (serial, model) and per (date, model)
 
 
-def _state_sql() -> list[str]:
-    return [
+def _create_state(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
         f"""CREATE TABLE IF NOT EXISTS {DRIVES} (serial_number VARCHAR, model VARCHAR,
             n_obs BIGINT, first_seen DATE, last_seen DATE, failures BIGINT,
-            age_first DOUBLE, age_date DATE)""",
+            age_first DOUBLE, age_date DATE)"""
+    )
+    con.execute(
         f"""CREATE TABLE IF NOT EXISTS {DAYS} (date DATE, model VARCHAR, rows BIGINT,
-            failures BIGINT, age_hours DOUBLE, aged BIGINT)""",
-    ]
+            failures BIGINT, age_hours DOUBLE, aged BIGINT)"""
+    )
 
 
 def fold(con: duckdb.DuckDBPyConnection, days: Sequence[str] | None = None) -> None:
@@ -81,8 +83,7 @@ def fold(con: duckdb.DuckDBPyConnection, days: Sequence[str] | None = None) -> N
     count of rows, first and last day, failures and age on the first day with a known age (and
     that day, so two states merge exactly); per day and model its rows, failures and summed
     age. Both merge by min/max/sum, so days fold in any order and a daily run reads one day."""
-    for sql in _state_sql():
-        con.execute(sql)
+    _create_state(con)
     cols = set(lake.lake_columns(con))
     hours = "smart_9_raw" if "smart_9_raw" in cols else "CAST(NULL AS DOUBLE)"
     model = "model" if "model" in cols else "CAST(NULL AS VARCHAR)"
@@ -333,8 +334,9 @@ def incremental(prefix: str = "") -> tuple[duckdb.DuckDBPyConnection, dict[str, 
         d: e.get("parquet_sha256") or "" for d, e in lake.read_manifest(prefix)["days"].items()
     }
     stored = _load_state(prefix)
-    kept = stored is not None and all(landed.get(d) == sha for d, sha in stored[0].items())
-    folded = stored[0] if stored is not None and kept else {}
+    if stored is not None and any(landed.get(d) != sha for d, sha in stored[0].items()):
+        stored = None  # a folded day was re-landed or removed
+    folded = stored[0] if stored is not None else {}
     new = sorted(set(landed) - set(folded))
     if new:  # the columns the dataset stage copies too, so they are fetched once per worker
         con = lake.connect(
@@ -345,9 +347,8 @@ def incremental(prefix: str = "") -> tuple[duckdb.DuckDBPyConnection, dict[str, 
         )
     else:
         con = lake.bounded_duckdb()
-    for sql in _state_sql():
-        con.execute(sql)
-    if stored is not None and kept:
+    _create_state(con)
+    if stored is not None:
         for name, table in stored[1].items():
             con.register("_stored", table)
             con.execute(f"INSERT INTO {name} SELECT * FROM _stored")
@@ -355,7 +356,7 @@ def incremental(prefix: str = "") -> tuple[duckdb.DuckDBPyConnection, dict[str, 
     if new:
         fold(con, new if folded else None)
     _save_state(con, landed, prefix)
-    return con, {"days_folded": len(new), "whole_lake": not kept}
+    return con, {"days_folded": len(new), "whole_lake": stored is None}
 
 
 def run(
