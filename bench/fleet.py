@@ -9,8 +9,9 @@
    training: dataset → every default family → promote → score. With ``--history 365`` this is
    the year's backfill (b).
 2. **the daily run** (a): the next day, through the same calls the DAG's tasks make, in the
-   DAG's order: collect → build_lake → stats → drift → dataset → train (each default family) →
-   promote → score (HBase).
+   DAG's order: collect → build_lake → stats → drift → dataset → train (each default single
+   family, ``--parallel`` at a time, then the ensemble from their stored fits) → promote →
+   score (HBase).
 3. **references, measured in the same run**: a bare ``pyarrow.csv`` parse of the new day (for
    ingest), the stats stage's figures from a scan of the whole lake (for its kept state), one
    DuckDB query with DuckDB's defaults for the survival table of one landmark over the same
@@ -47,6 +48,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from diskrisk.families import training_phases  # noqa: E402  (standard library only)
 from ingest import _peak_rss_mib, _purge  # noqa: E402  (bench/ingest.py)
 from scoring import one_put_per_row as naive_writer  # noqa: E402  (bench/scoring.py)
 from scoring import synthetic_scores  # noqa: E402
@@ -284,8 +286,12 @@ def training(
     ref = b.stage(part, "dataset (landmarks + out-of-time splits)", pipeline_call, "dataset")
     if ref is None:
         return None, []
-    jobs = [(f"train {f}", train_family, f, ref) for f in families]
-    results = b.stages(part, jobs, parallel)
+    results = []
+    for phase in training_phases(families).values():  # as the DAG: the ensemble last
+        if phase:
+            results += b.stages(
+                part, [(f"train {f}", train_family, f, ref) for f in phase], parallel
+            )
     ok = [r for r in results if r and "error" not in r]
     if ok:
         b.stage(part, "promote", pipeline_call, "promote", ok, ref)

@@ -152,9 +152,8 @@ def main() -> None:
             try:
                 params = json.loads(args.params) if family not in ("km", "ensemble") else {}
                 pred = predict_splits(
-                    lambda f=family, p=params: make_model(f, p),
+                    lambda sp, f=family, p=params: make_model(f, p).fit(trains[sp.name]),
                     splits,
-                    lambda sp: trains[sp.name],
                     lambda sp: tests[sp.name],
                 )
             except ModelError as exc:

@@ -59,7 +59,9 @@ def test_dag_structure():
     assert up["retrain_or_score"] == {"drift"}
     assert up["dataset"] == {"retrain_or_score"}
     assert up["train_and_evaluate"] == {"dataset", "families"}
-    assert up["promote"] == {"train_and_evaluate", "dataset"}
+    assert up["composite_families"] == {"dataset"}
+    assert up["train_composites"] == {"dataset", "composite_families", "train_and_evaluate"}
+    assert up["promote"] == {"train_and_evaluate", "train_composites", "dataset"}
     assert up["score"] == {"build_lake", "retrain_or_score", "promote"}
     assert dag.task_dict["score"].trigger_rule == "none_failed_min_one_success"
     for task in dag.tasks:

@@ -164,7 +164,9 @@ class Deployment:
     def task_logs(self, run_id: str, tis: dict[str, dict[str, Any]]) -> str:
         return "\n".join(
             f"--- {key} ---\n"
-            + self.client.task_log(run_id, ti["task_id"], max(ti["try_number"], 1))[-4000:]
+            + self.client.task_log(
+                run_id, ti["task_id"], max(ti["try_number"], 1), map_index=ti.get("map_index", -1)
+            )[-4000:]
             for key, ti in tis.items()
             if ti["state"] in {"failed", "up_for_retry"}
         )

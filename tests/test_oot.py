@@ -88,9 +88,8 @@ def predictions(tables):
     fit = {}
     for family in ("coxnet", "km"):
         fit[family] = oot.predict_splits(
-            lambda f=family: make_model(f),
+            lambda sp, f=family: make_model(f).fit(trains[sp.name]),
             p.splits,
-            lambda sp: trains[sp.name],
             lambda sp: tests[sp.name],
         )
     return fit

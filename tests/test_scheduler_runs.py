@@ -89,8 +89,13 @@ def test_rest_trigger_without_logical_date_runs_a_range_on_the_scheduler(client,
 
     s = same_settings
     first, last = s["days"][0], s["days"][-2]
-    run, states = _run(client, {"start": first, "end": last, "families": FAMILIES})
+    families = [*FAMILIES, "ensemble"]
+    run, states = _run(client, {"start": first, "end": last, "families": families})
     assert run["state"] == "success", states
+    # the ensemble trains after the single families, and loads the coxph fits stored by theirs
+    assert states["train_composites[0]"] == states["promote"] == "success", states
+    log = client.task_log(run["dag_run_id"], "train_composites", map_index=0)
+    assert "coxph: the fit on" in log and "coxnet: the fit on" not in log, log[-3000:]
     assert run["run_type"] == "manual" and run["logical_date"] is None
     assert states["window"] == "success" and states["score"] == "success", states
     win = client.xcom(run["dag_run_id"], "window")

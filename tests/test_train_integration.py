@@ -118,7 +118,7 @@ def _refitted(champion, ours, ref, registry):
     from diskrisk.config import TrainSettings
 
     t = TrainSettings()
-    theirs = train.oot_predictions(train.recipe(champion, registry), ref).frame
+    theirs = train.oot_predictions(*train.recipe(champion, registry), ref).frame
     return oot.paired_difference(ours, theirs, n=t.n_bootstrap, seed=t.seed)
 
 
@@ -185,9 +185,9 @@ def test_judging_refits_the_champion_when_no_version_logged_its_recipe(lake, mon
     refits = []
     real = promote.oot_predictions
 
-    def spy(make, on):
+    def spy(family, params, on):
         refits.append(on)
-        return real(make, on)
+        return real(family, params, on)
 
     monkeypatch.setattr(promote, "oot_predictions", spy)
     decision = promote.judge_version(
@@ -197,3 +197,42 @@ def test_judging_refits_the_champion_when_no_version_logged_its_recipe(lake, mon
     refitted = _refitted(champion, promote.run_predictions(other["run_id"]), ref, registry)
     assert decision.champion_c == refitted["c_b"]
     assert decision.gain_ci == (refitted["gain_ci_low"], refitted["gain_ci_high"])
+
+
+def test_the_ensemble_composes_the_fits_its_members_stored(lake, monkeypatch):
+    """As the DAG runs it (single families first): the ensemble task fits none of its members
+    again, and gives what fitting them again gives."""
+    from diskrisk import layout, models, promote, s3, train
+    from diskrisk.dataset import DatasetRef
+
+    ref = DatasetRef.from_json(lake.dataset())
+
+    def stored() -> set[str]:  # the fits kept beside the production table (other tests' too)
+        listed = s3.client().list_objects_v2(
+            Bucket=s3.bucket(), Prefix=layout.fit(ref.train_key, "").removesuffix(".pkl")
+        )
+        return {o["Key"].rsplit("/", 1)[1] for o in listed.get("Contents", [])}
+
+    before = stored()
+    for family in ("coxnet", "coxph", "weibull_aft"):
+        lake.train(family, ref.to_json())
+    assert sorted(k.split("-")[0] for k in stored() - before) == ["coxnet", "coxph", "weibull_aft"]
+
+    fits: list[str] = []
+    real_fit = models.RiskModel.fit
+
+    def counted(self, df):
+        fits.append(self.family)
+        return real_fit(self, df)
+
+    monkeypatch.setattr(models.RiskModel, "fit", counted)
+    ensemble = lake.train("ensemble", ref.to_json())
+    assert "error" not in ensemble and fits == []
+
+    # without a known code revision nothing is stored or loaded: every member of every split
+    # and of the final fit is fitted, to the same predictions
+    monkeypatch.setenv("DISKRISK_GIT_REVISION", "unknown")
+    again = train.oot_predictions("ensemble", None, ref).frame
+    assert sorted(fits) == sorted(["coxnet", "coxph", "weibull_aft"] * len(ref.splits))
+    logged = promote.run_predictions(ensemble["run_id"])
+    assert logged["risk"].to_numpy() == pytest.approx(again["risk"].to_numpy(), rel=1e-9)

@@ -32,7 +32,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from diskrisk.config import PipelineSettings, load
-from diskrisk.families import DEFAULT_FAMILIES, FAMILIES
+from diskrisk.families import DEFAULT_FAMILIES, FAMILIES, training_phases
 
 
 def _on_failure(context) -> None:  # type: ignore[no-untyped-def]
@@ -149,8 +149,8 @@ def diskrisk_pipeline():
             raise AirflowFailException(f"{exc}; no champion yet: collect more days") from exc
 
     @task
-    def families() -> list[str]:
-        return list(get_current_context()["params"]["families"])
+    def families(phase: str) -> list[str]:
+        return training_phases(list(get_current_context()["params"]["families"]))[phase]
 
     @task(execution_timeout=timedelta(hours=2))
     def train_and_evaluate(family: str, dataset_ref: str) -> dict:
@@ -159,11 +159,13 @@ def diskrisk_pipeline():
         ti = get_current_context()["ti"]
         return train(family, dataset_ref, task=f"{ti.run_id}/{ti.task_id}/{ti.map_index}")
 
-    @task
-    def promote(challengers: list[dict], dataset_ref: str) -> dict:
+    # a run's families may hold no single or no composite family: that phase maps to nothing
+    # and is skipped, and what follows runs on the other
+    @task(trigger_rule="none_failed_min_one_success")
+    def promote(singles: list[dict], composites: list[dict], dataset_ref: str) -> dict:
         from diskrisk.pipeline import promote
 
-        return promote(list(challengers), dataset_ref)
+        return promote([*singles, *composites], dataset_ref)
 
     @task(trigger_rule="none_failed_min_one_success")
     def score(lake: dict) -> dict:
@@ -178,10 +180,21 @@ def diskrisk_pipeline():
     route = retrain_or_score(drift_result)
     ref = dataset()
     route >> ref
-    names = families()
-    ref >> names
-    challengers = train_and_evaluate.partial(dataset_ref=ref).expand(family=names)
-    decision = promote(challengers, ref)
+    single, composite = (
+        families("single"),
+        families.override(task_id="composite_families")("composite"),
+    )
+    ref >> [single, composite]
+    singles = train_and_evaluate.partial(dataset_ref=ref).expand(family=single)
+    composites = (
+        train_and_evaluate.override(
+            task_id="train_composites", trigger_rule="none_failed_min_one_success"
+        )
+        .partial(dataset_ref=ref)
+        .expand(family=composite)
+    )
+    singles >> composites  # the ensemble composes the fits its members' tasks stored
+    decision = promote(singles, composites, ref)
     scored = score(lake)
     route >> scored
     decision >> scored

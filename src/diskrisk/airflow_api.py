@@ -246,12 +246,19 @@ class AirflowClient:
         value = answer["value"]
         return json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
 
-    def task_log(self, run_id: str, task_id: str, try_number: int = 1, dag_id: str = DAG_ID) -> str:
+    def task_log(
+        self,
+        run_id: str,
+        task_id: str,
+        try_number: int = 1,
+        dag_id: str = DAG_ID,
+        map_index: int = -1,
+    ) -> str:
         rid = urllib.parse.quote(run_id, safe="")
         answer = self.request(
             "GET",
             f"/dags/{dag_id}/dagRuns/{rid}/taskInstances/{task_id}/logs/{try_number}"
-            "?full_content=true",
+            f"?full_content=true&map_index={map_index}",
         )
         content = answer.get("content", answer) if isinstance(answer, dict) else answer
         if isinstance(content, list):

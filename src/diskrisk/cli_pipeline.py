@@ -44,13 +44,15 @@ def train(
     """Train challengers on the survival dataset, log them to MLflow, register them."""
     from diskrisk import pipeline
     from diskrisk.config import TrainSettings
+    from diskrisk.families import training_phases
 
     ref = pipeline.dataset(cutoff)
     results = []
     with console.status("training") as status:
-        for family in families or TrainSettings().families:
-            status.update(f"training {family}")
-            results.append(pipeline.train(family, ref))
+        for phase in training_phases(families or TrainSettings().families).values():
+            for family in phase:  # the ensemble after the fits it is made of
+                status.update(f"training {family}")
+                results.append(pipeline.train(family, ref))
     console.print(
         _table("challengers (out-of-time C)", results, ["family", "version", "harrell_c", "run_id"])
     )

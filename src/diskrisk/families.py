@@ -19,6 +19,20 @@ FAMILIES: tuple[str, ...] = ("coxph", "weibull_aft", "coxnet", "gbsa", "rsf", "k
 DEFAULT_FAMILIES: tuple[str, ...] = ("coxnet", "coxph", "weibull_aft", "ensemble", "km")
 
 
+#: Families made of other families' fits (``ensemble`` averages its members'): a run trains
+#: them after its single families, so they compose the fits those stored (``train.fitted``)
+#: instead of fitting their members again.
+COMPOSITE_FAMILIES: tuple[str, ...] = ("ensemble",)
+
+
+def training_phases(families: list[str]) -> dict[str, list[str]]:
+    """``families`` as the two phases of a run: ``single`` first, then ``composite``."""
+    return {
+        "single": [f for f in families if f not in COMPOSITE_FAMILIES],
+        "composite": [f for f in families if f in COMPOSITE_FAMILIES],
+    }
+
+
 def registry(*classes: Any) -> dict[str, Any]:
     """``{family: class}`` in :data:`FAMILIES` order from classes carrying a ``family`` name;
     fails at import when the classes and the names disagree."""

@@ -55,6 +55,13 @@ def dataset(cutoff: str, digest: str, prefix: str = "") -> str:
     return f"{prefix}datasets/{cutoff}-{digest}"
 
 
+def fit(table_key: str, recipe: str) -> str:
+    """A model fitted on a run's table (``recipe``: family and digest of its params and code
+    revision), kept beside the table so the ensemble, a retry or the judging of the champion's
+    recipe loads what a challenger task fitted instead of fitting it again."""
+    return f"{table_key.removesuffix('.parquet')}.fits/{recipe}.pkl"
+
+
 def stats_state(table: str, prefix: str = "") -> str:
     """The stats stage's aggregates, kept beside the partitions (``_`` names are not data to
     Hive-style readers) so a daily run folds in only the days it has not seen."""

@@ -1014,9 +1014,15 @@ class EnsembleModel(RiskModel):
 
     family = "ensemble"
 
-    def fit(self, df: pd.DataFrame) -> RiskModel:
+    def fit(self, df: pd.DataFrame, members: Sequence[RiskModel] | None = None) -> RiskModel:
+        """``members``: the member families fitted on ``df`` already (a run's stored fits,
+        :func:`diskrisk.train.fitted`); fitted here when not given."""
         time, event = survival_target(df)
-        self.members_ = [make_model(f).fit(df) for f in self.params["members"]]
+        if members is None:
+            members = [make_model(f).fit(df) for f in self.params["members"]]
+        if [m.family for m in members] != list(self.params["members"]):
+            raise ValueError(f"members {[m.family for m in members]} != {self.params['members']}")
+        self.members_ = list(members)
         w = case_weights(df)
         w = np.ones(len(df)) if w is None else w
         self.reference_, self.reference_cdf_ = [], []

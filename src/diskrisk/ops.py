@@ -23,7 +23,7 @@ def evaluate_alias(alias: str, ref: DatasetRef) -> dict[str, Any]:
     """Out-of-time metrics of the recipe behind ``alias``, refitted on ``ref``'s splits."""
     registry = Registry.connect()
     version = registry.require(alias)
-    pred = oot_predictions(recipe(version, registry), ref)
+    pred = oot_predictions(*recipe(version, registry), ref)
     return {
         "alias": alias,
         "version": version.version,

@@ -112,7 +112,7 @@ def champion_predictions(
     log.info(
         "champion v%s: no version logged its recipe on %s, refitting", champion.version, train_uri
     )
-    return oot_predictions(recipe(champion, registry), ref).frame, "refitted"
+    return oot_predictions(*recipe(champion, registry), ref).frame, "refitted"
 
 
 def promote_challenger(rule: PromotionSettings | None = None) -> dict[str, Any]:

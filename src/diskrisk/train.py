@@ -7,13 +7,16 @@ Which version becomes champion is :mod:`diskrisk.promote`'s decision; the tables
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import pickle
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import mlflow
 import numpy as np
@@ -21,7 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from threadpoolctl import threadpool_limits
 
-from diskrisk import oot, s3
+from diskrisk import layout, oot, s3
 from diskrisk.config import MlflowSettings, TrainSettings, cached
 from diskrisk.config import git_revision as configured_revision
 from diskrisk.dataset import DatasetRef, read_table
@@ -31,7 +34,7 @@ from diskrisk.evaluate import (
     plot_importance,
     plot_km_by_vendor,
 )
-from diskrisk.models import RiskModel, make_model, warm_start
+from diskrisk.models import EnsembleModel, RiskModel, make_model, warm_start
 from diskrisk.pyfunc import HORIZONS, pyfunc_kwargs
 from diskrisk.registry import CHAMPION, Registry
 from diskrisk.tracking import set_shared_experiment
@@ -49,17 +52,47 @@ class Challenger:
     metrics: dict[str, float]
 
 
-# --- out-of-time predictions -----------------------------------------------------------------------
-def oot_predictions(make: Callable[[], RiskModel], ref: DatasetRef) -> oot.Predictions:
-    """Refit a recipe on every split of ``ref`` and predict its test windows."""
+# --- fits and out-of-time predictions --------------------------------------------------------------
+def fitted(
+    family: str, params: Mapping[str, Any] | None, key: str, rows: Callable[[], pd.DataFrame]
+) -> RiskModel:
+    """``family`` fitted on the stored table ``key`` (``rows()`` reads it when a fit is needed).
+
+    Each fit is kept beside its table (:func:`diskrisk.layout.fit`, the params and the code
+    revision in its name) and loaded back instead of fitted again: fitting is seeded, so a
+    stored fit is what fitting again would give. The ensemble composes the fits its members'
+    tasks stored; a retry, or judging a champion whose recipe a challenger shares, loads its
+    own. Without a known revision (a working tree outside git) nothing is kept."""
+    model = make_model(family, params)
+    revision = git_revision()
+    recipe_ = json.dumps([model.params, revision], sort_keys=True).encode()
+    k = layout.fit(key, f"{family}-{hashlib.sha256(recipe_).hexdigest()[:16]}")
+    if revision != "unknown" and (stored := s3.get_bytes(k)) is not None:
+        log.info("%s: the fit on %s loaded from %s", family, key, k)
+        return cast(RiskModel, pickle.loads(stored))
+    frame = rows()
+    if isinstance(model, EnsembleModel):
+        model.fit(frame, [fitted(f, None, key, lambda: frame) for f in model.params["members"]])
+    else:
+        model.fit(frame)
+    if revision != "unknown":
+        s3.put_if_changed(k, pickle.dumps(model), "application/octet-stream")
+    return model
+
+
+def oot_predictions(
+    family: str, params: Mapping[str, Any] | None, ref: DatasetRef
+) -> oot.Predictions:
+    """The recipe fitted on every split of ``ref`` (or its stored fit), predicting the split's
+    test window."""
     plan = oot.Plan.from_dict(ref.plan)
     keys = {s["origin"]: s for s in ref.splits}
-    return oot.predict_splits(
-        make,
-        plan.splits,
-        lambda sp: read_table(keys[sp.origin]["train_key"]),
-        lambda sp: read_table(keys[sp.origin]["test_key"]),
-    )
+
+    def fit(sp: oot.Split) -> RiskModel:
+        train_key = keys[sp.origin]["train_key"]
+        return fitted(family, params, train_key, lambda: read_table(train_key))
+
+    return oot.predict_splits(fit, plan.splits, lambda sp: read_table(keys[sp.origin]["test_key"]))
 
 
 def oot_metrics(pred: oot.Predictions, ref: DatasetRef, t: TrainSettings) -> dict[str, float]:
@@ -74,10 +107,10 @@ def oot_metrics(pred: oot.Predictions, ref: DatasetRef, t: TrainSettings) -> dic
     )
 
 
-def recipe(version: Any, registry: Registry | None = None) -> Callable[[], RiskModel]:
+def recipe(version: Any, registry: Registry | None = None) -> tuple[str, dict[str, Any]]:
     """How a registered version was made (family and params), to refit it on other data."""
     base = (registry or Registry.connect()).load(version).risk_model
-    return lambda: make_model(base.family, base.params)
+    return base.family, base.params
 
 
 # --- one challenger --------------------------------------------------------------------------------
@@ -98,9 +131,9 @@ def train_challenger(
         return done
     t = settings or TrainSettings()
     with threadpool_limits(limits=t.threads):
-        pred = oot_predictions(lambda: make_model(family, params), ref)
+        pred = oot_predictions(family, params, ref)
         train = read_table(ref.train_key)
-        model = make_model(family, params).fit(train)
+        model = fitted(family, params, ref.train_key, lambda: train)
         return _track(model, train, pred, ref, t, parent=None, task=task)
 
 
@@ -126,7 +159,7 @@ def fine_tune(
     train = read_table(ref.train_key)
     with threadpool_limits(limits=t.threads):
         model = warm_start(champion.risk_model, train, extra_estimators)
-        pred = oot_predictions(lambda: make_model(model.family, model.params), ref)
+        pred = oot_predictions(model.family, model.params, ref)
         return _track(model, train, pred, ref, t, parent=str(champion.version.version))
 
 
