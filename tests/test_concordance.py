@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sksurv.metrics import concordance_index_censored
 
-from diskrisk.concordance import harrell_c, harrell_pairs
+from diskrisk.concordance import PairIndex, harrell_c, harrell_pairs
 
 
 def sksurv_pairs(event, time, risk):
@@ -43,3 +43,22 @@ def test_edge_cases():
     assert np.isnan(harrell_c(np.array([0, 0, 0, 1], bool), t, np.arange(4.0)))  # none after
     with pytest.raises(ValueError, match="NaN"):
         harrell_pairs(np.ones(4, bool), t, np.array([0, np.nan, 1, 2]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_weighted_counts_are_the_counts_of_the_rows_repeated(seed):
+    """A drive bootstrap's weights (how often each row was drawn, zero included) count the
+    pairs of the rows repeated that often, as sksurv counts them."""
+    rng = np.random.default_rng(seed)
+    n = 800
+    time = rng.integers(1, 30, n).astype(float)
+    event = rng.random(n) < 0.1
+    risk = np.round(rng.normal(size=n) + event, 1)
+    index = PairIndex(event, time, risk)
+    assert index.pairs() == harrell_pairs(event, time, risk)
+    for _ in range(3):
+        w = rng.poisson(1.0, n)
+        rows = np.repeat(np.arange(n), w)
+        _, counts = sksurv_pairs(event[rows], time[rows], risk[rows])
+        ours = index.pairs(w)
+        assert (ours.concordant, ours.discordant, ours.tied_risk) == counts

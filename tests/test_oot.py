@@ -235,6 +235,27 @@ def test_recall_at_budget_hand_computed():
     assert oot.recall_at_budget(f.assign(event=False), 0.01) != oot.recall_at_budget(f, 0.01)
 
 
+def test_the_bootstrap_counts_each_drawn_drive_as_its_rows_repeated(predictions):
+    """The same draws as rows repeated per landmark, counted by sksurv, give the interval."""
+    frame = predictions["coxnet"].frame
+    e, t = frame["event"].to_numpy(bool), frame["duration_days"].to_numpy(float)
+    r = frame["risk"].to_numpy(float)
+    codes, uniques = pd.factorize(frame["serial_number"])
+    rng = np.random.default_rng(3)
+    values = []
+    for _ in range(20):
+        counts = np.bincount(rng.integers(0, len(uniques), len(uniques)), minlength=len(uniques))
+        num = den = 0.0
+        for idx in oot._groups(frame):
+            rows = np.repeat(idx, counts[codes[idx]])
+            _, conc, disc, tied, _ = concordance_index_censored(e[rows], t[rows], r[rows])
+            num, den = num + conc + 0.5 * tied, den + conc + disc + tied
+        values.append(num / den)
+    assert oot.bootstrap_c(frame, 20, seed=3) == pytest.approx(
+        tuple(np.percentile(values, [2.5, 97.5])), abs=1e-12
+    )
+
+
 def test_paired_difference(predictions):
     cox, km = predictions["coxnet"].frame, predictions["km"].frame
     same = oot.paired_difference(cox, cox, n=30)

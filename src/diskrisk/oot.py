@@ -28,7 +28,7 @@ to an origin day ``t`` and asked to rank the drives at risk on a later landmark 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from diskrisk.concordance import harrell_pairs
+from diskrisk.concordance import PairIndex
 from diskrisk.evaluate import calibration_table
 from diskrisk.models import RiskModel, survival_target
 
@@ -504,24 +504,27 @@ def _groups(frame: pd.DataFrame) -> list[np.ndarray]:
     return [np.flatnonzero(keys.to_numpy() == k) for k in pd.unique(keys)]
 
 
-def _pairs(event: np.ndarray, time_: np.ndarray, risk: np.ndarray) -> tuple[float, float]:
-    """(concordant + ties/2, comparable) pairs of Harrell's C (sksurv's pairs)."""
-    p = harrell_pairs(event, time_, risk)
-    return p.concordant + 0.5 * p.tied_risk, float(p.comparable)
-
-
-def pooled_c(
-    frame: pd.DataFrame, risk: str = "risk", rows: Sequence[np.ndarray] | None = None
-) -> float:
-    """Harrell's C with pairs pooled over test landmarks."""
+def _indexes(frame: pd.DataFrame, risk: str) -> list[tuple[np.ndarray, PairIndex]]:
+    """Each test landmark's rows and their Harrell pairs, placed once for every resample."""
     e = frame["event"].to_numpy(bool)
     t = frame["duration_days"].to_numpy(float)
     r = frame[risk].to_numpy(float)
+    return [(idx, PairIndex(e[idx], t[idx], r[idx])) for idx in _groups(frame)]
+
+
+def _pooled(
+    indexes: list[tuple[np.ndarray, PairIndex]], weights: np.ndarray | None = None
+) -> float:
     num = den = 0.0
-    for idx in rows if rows is not None else _groups(frame):
-        a, b = _pairs(e[idx], t[idx], r[idx])
-        num, den = num + a, den + b
+    for idx, pairs in indexes:
+        p = pairs.pairs(None if weights is None else weights[idx])
+        num, den = num + p.concordant + 0.5 * p.tied_risk, den + float(p.comparable)
     return float(num / den) if den else float("nan")
+
+
+def pooled_c(frame: pd.DataFrame, risk: str = "risk") -> float:
+    """Harrell's C with pairs pooled over test landmarks."""
+    return _pooled(_indexes(frame, risk))
 
 
 def recall_at_budget(frame: pd.DataFrame, budget: float, risk: str = "risk") -> float:
@@ -537,22 +540,19 @@ def recall_at_budget(frame: pd.DataFrame, budget: float, risk: str = "risk") -> 
     return hit / fails if fails else float("nan")
 
 
-def _bootstrap_rows(frame: pd.DataFrame, n: int, seed: int) -> list[list[np.ndarray]]:
-    """``n`` drive-clustered resamples: per test landmark, the row indices of the drawn
-    drives, each repeated as often as its drive was drawn."""
+def _bootstrap_weights(frame: pd.DataFrame, n: int, seed: int) -> Iterator[np.ndarray]:
+    """``n`` drive-clustered resamples as row weights: how often each row's drive was drawn."""
     codes, uniques = pd.factorize(frame["serial_number"])
-    groups = _groups(frame)
     rng = np.random.default_rng(seed)
-    out = []
     for _ in range(n):
         counts = np.bincount(rng.integers(0, len(uniques), len(uniques)), minlength=len(uniques))
-        out.append([np.repeat(idx, counts[codes[idx]]) for idx in groups])
-    return out
+        yield counts[codes]
 
 
 def bootstrap_c(frame: pd.DataFrame, n: int = 200, seed: int = 0) -> tuple[float, float]:
     """Percentile 95 % interval of the pooled C over drive-clustered resamples."""
-    values = [pooled_c(frame, rows=rows) for rows in _bootstrap_rows(frame, n, seed)]
+    indexes = _indexes(frame, "risk")
+    values = [_pooled(indexes, w) for w in _bootstrap_weights(frame, n, seed)]
     values = [v for v in values if np.isfinite(v)]
     if not values:
         return float("nan"), float("nan")
@@ -571,12 +571,11 @@ def paired_difference(
     )
     if len(both) != len(a) or len(both) != len(b):
         raise ValueError("paired comparison needs predictions on exactly the same test rows")
-    diffs = []
-    for rows in _bootstrap_rows(both, n, seed):
-        diffs.append(pooled_c(both, "risk_a", rows) - pooled_c(both, "risk_b", rows))
+    ia, ib = _indexes(both, "risk_a"), _indexes(both, "risk_b")
+    diffs = [_pooled(ia, w) - _pooled(ib, w) for w in _bootstrap_weights(both, n, seed)]
     d = np.asarray([x for x in diffs if np.isfinite(x)])
     lo, hi = np.percentile(d, [2.5, 97.5]) if d.size else (np.nan, np.nan)
-    c_a, c_b = float(pooled_c(both, "risk_a")), float(pooled_c(both, "risk_b"))
+    c_a, c_b = _pooled(ia), _pooled(ib)
     return {
         "c_a": c_a,
         "c_b": c_b,
