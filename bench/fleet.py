@@ -49,7 +49,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from diskrisk.families import training_phases  # noqa: E402  (standard library only)
-from ingest import _peak_rss_mib, _purge  # noqa: E402  (bench/ingest.py)
+from ingest import _peak_rss_mib  # noqa: E402  (bench/ingest.py)
 from scoring import one_put_per_row as naive_writer  # noqa: E402  (bench/scoring.py)
 from scoring import synthetic_scores  # noqa: E402
 
@@ -160,7 +160,7 @@ class Bench:
 def history(src: str, drives: int, days: int, seed: int, drop_raw: bool) -> dict[str, Any]:
     """Generate and land ``days`` days one at a time; writes day ``days + 1`` into ``src``.
     ``drop_raw``: once a day has landed, its raw object (every version) is deleted again."""
-    from diskrisk import lake, layout, synth
+    from diskrisk import lake, layout, s3, synth
     from diskrisk.config import lake_prefix
 
     gen = synth.Generator("modern", drives, seed, wear_onset=synth.STATIONARY_WEAR_ONSET)
@@ -184,7 +184,7 @@ def history(src: str, drives: int, days: int, seed: int, drop_raw: bool) -> dict
         if summary.errors:
             raise RuntimeError(f"{day}: {summary.errors[0]}")
         if drop_raw:
-            _purge(layout.raw(day, lake_prefix()))
+            s3.purge(layout.raw(day, lake_prefix()))
         path.unlink()
         if (k + 1) % 10 == 0:
             print(f"    {k + 1}/{days} days landed ({t_land:.0f}s)", flush=True)
@@ -265,10 +265,11 @@ def one_put_per_row(rows: int, day: str) -> dict[str, Any]:
 def cleanup(keep_hbase: bool) -> None:
     """The lake prefix and the HBase tables; the registered model stays (the pipeline's
     identity may not delete models), under its throwaway name."""
+    from diskrisk import s3
     from diskrisk.config import lake_prefix
     from diskrisk.sinks import HBaseSink
 
-    _purge(lake_prefix())
+    s3.purge(lake_prefix())
     if not keep_hbase:
         HBaseSink().drop_tables()
 

@@ -55,18 +55,6 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _purge(prefix: str) -> None:
-    cl, bucket = s3.client(), s3.bucket()
-    objs = []
-    for page in cl.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
-        objs += [
-            {"Key": v["Key"], "VersionId": v["VersionId"]}
-            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
-        ]
-    for i in range(0, len(objs), 1000):
-        cl.delete_objects(Bucket=bucket, Delete={"Objects": objs[i : i + 1000]})
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--drives", type=int, default=300_000)
@@ -159,7 +147,7 @@ def main() -> None:
             )
     finally:
         if not args.keep:
-            _purge(prefix)
+            s3.purge(prefix)
 
 
 if __name__ == "__main__":

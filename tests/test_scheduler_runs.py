@@ -82,7 +82,7 @@ def _run(client, conf: dict) -> tuple[dict, dict[str, str]]:
 
 
 def test_rest_trigger_without_logical_date_runs_a_range_on_the_scheduler(client, same_settings):
-    from diskrisk import lake
+    from diskrisk import lake, layout, s3
     from diskrisk.registry import CHAMPION, alias_version
     from diskrisk.sinks import HBaseSink
     from diskrisk.tracking import connect
@@ -96,6 +96,11 @@ def test_rest_trigger_without_logical_date_runs_a_range_on_the_scheduler(client,
     assert states["train_composites[0]"] == states["promote"] == "success", states
     log = client.task_log(run["dag_run_id"], "train_composites", map_index=0)
     assert "coxph: the fit on" in log and "coxnet: the fit on" not in log, log[-3000:]
+    # promote removed them, every version
+    listed = s3.client().list_object_versions(
+        Bucket=s3.bucket(), Prefix=layout.datasets_root(s["DISKRISK_LAKE_PREFIX"])
+    )
+    assert not [v for v in listed.get("Versions", []) if layout.FITS in v["Key"]]
     assert run["run_type"] == "manual" and run["logical_date"] is None
     assert states["window"] == "success" and states["score"] == "success", states
     win = client.xcom(run["dag_run_id"], "window")

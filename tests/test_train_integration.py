@@ -203,6 +203,7 @@ def test_the_ensemble_composes_the_fits_its_members_stored(lake, monkeypatch):
     """As the DAG runs it (single families first): the ensemble task fits none of its members
     again, and gives what fitting them again gives."""
     from diskrisk import layout, models, promote, s3, train
+    from diskrisk.config import lake_prefix
     from diskrisk.dataset import DatasetRef
 
     ref = DatasetRef.from_json(lake.dataset())
@@ -236,3 +237,11 @@ def test_the_ensemble_composes_the_fits_its_members_stored(lake, monkeypatch):
     assert sorted(fits) == sorted(["coxnet", "coxph", "weibull_aft"] * len(ref.splits))
     logged = promote.run_predictions(ensemble["run_id"])
     assert logged["risk"].to_numpy() == pytest.approx(again["risk"].to_numpy(), rel=1e-9)
+
+    # once the run is judged its fits are gone, every version of them
+    lake.promote([ensemble], ref.to_json())
+    listed = s3.client().list_object_versions(
+        Bucket=s3.bucket(), Prefix=layout.datasets_root(lake_prefix())
+    )
+    left = listed.get("Versions", []) + listed.get("DeleteMarkers", [])
+    assert left and not [v["Key"] for v in left if layout.FITS in v["Key"]]

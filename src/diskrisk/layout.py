@@ -49,17 +49,24 @@ def manifest(prefix: str = "") -> str:
     return f"{lake_root(prefix)}/_manifest.json"
 
 
+def datasets_root(prefix: str = "") -> str:
+    return f"{prefix}datasets/"
+
+
 def dataset(cutoff: str, digest: str, prefix: str = "") -> str:
     """Folder of one training run's tables; the digest covers every input, so equal inputs
     reuse the folder."""
-    return f"{prefix}datasets/{cutoff}-{digest}"
+    return f"{datasets_root(prefix)}{cutoff}-{digest}"
 
 
 def fit(table_key: str, recipe: str) -> str:
     """A model fitted on a run's table (``recipe``: family and digest of its params and code
     revision), kept beside the table so the ensemble, a retry or the judging of the champion's
     recipe loads what a challenger task fitted instead of fitting it again."""
-    return f"{table_key.removesuffix('.parquet')}.fits/{recipe}.pkl"
+    return f"{table_key.removesuffix('.parquet')}{FITS}{recipe}.pkl"
+
+
+FITS = ".fits/"  # what every stored fit's key holds
 
 
 def stats_state(table: str, prefix: str = "") -> str:

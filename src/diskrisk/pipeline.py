@@ -250,9 +250,10 @@ def _nan_if_none(value: float | None) -> float:
 
 
 def promote(challengers: list[dict[str, Any]], dataset_ref: str) -> dict[str, Any]:
+    from diskrisk.config import lake_prefix
     from diskrisk.dataset import DatasetRef
     from diskrisk.promote import promote as choose
-    from diskrisk.train import Challenger
+    from diskrisk.train import Challenger, forget_fits
 
     best, decision = choose(
         [
@@ -262,6 +263,7 @@ def promote(challengers: list[dict[str, Any]], dataset_ref: str) -> dict[str, An
         ],
         DatasetRef.from_json(dataset_ref),
     )
+    log.info("judged: %d stored fits removed", forget_fits(lake_prefix()))
     return {
         "version": best.version,
         "family": best.family,

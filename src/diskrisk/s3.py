@@ -12,6 +12,7 @@ import base64
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -142,6 +143,21 @@ def put(
 def delete_if_exists(key: str) -> None:
     if head(key) is not None:
         client().delete_object(Bucket=bucket(), Key=key)
+
+
+def purge(prefix: str, where: Callable[[str], bool] = lambda key: True) -> int:
+    """Delete every version (and delete marker) of the keys under ``prefix`` that ``where``
+    accepts: in a versioned bucket a plain delete keeps the bytes. Returns the keys removed."""
+    cl, objs = client(), []
+    for page in cl.get_paginator("list_object_versions").paginate(Bucket=bucket(), Prefix=prefix):
+        objs += [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            if where(v["Key"])
+        ]
+    for i in range(0, len(objs), 1000):
+        cl.delete_objects(Bucket=bucket(), Delete={"Objects": objs[i : i + 1000]})
+    return len({o["Key"] for o in objs})
 
 
 def get_bytes(key: str) -> bytes | None:

@@ -58,26 +58,34 @@ def fitted(
 ) -> RiskModel:
     """``family`` fitted on the stored table ``key`` (``rows()`` reads it when a fit is needed).
 
-    Each fit is kept beside its table (:func:`diskrisk.layout.fit`, the params and the code
-    revision in its name) and loaded back instead of fitted again: fitting is seeded, so a
-    stored fit is what fitting again would give. The ensemble composes the fits its members'
-    tasks stored; a retry, or judging a champion whose recipe a challenger shares, loads its
-    own. Without a known revision (a working tree outside git) nothing is kept."""
+    A single family's fit is kept beside its table (:func:`diskrisk.layout.fit`, the params and
+    the code revision in its name) and loaded back instead of fitted again: fitting is seeded,
+    so a stored fit is what fitting again would give. The ensemble composes the fits its
+    members' tasks stored (it is not kept itself: composing is cheap, and it would hold its
+    members again); a retry, or judging a champion whose recipe a challenger shares, loads its
+    own. Without a known revision (a working tree outside git) nothing is kept. The fits serve
+    one run: :func:`forget_fits` removes them once it is judged."""
     model = make_model(family, params)
+    if isinstance(model, EnsembleModel):
+        frame = rows()
+        members = [fitted(f, None, key, lambda: frame) for f in model.params["members"]]
+        return model.fit(frame, members)
     revision = git_revision()
     recipe_ = json.dumps([model.params, revision], sort_keys=True).encode()
     k = layout.fit(key, f"{family}-{hashlib.sha256(recipe_).hexdigest()[:16]}")
     if revision != "unknown" and (stored := s3.get_bytes(k)) is not None:
         log.info("%s: the fit on %s loaded from %s", family, key, k)
         return cast(RiskModel, pickle.loads(stored))
-    frame = rows()
-    if isinstance(model, EnsembleModel):
-        model.fit(frame, [fitted(f, None, key, lambda: frame) for f in model.params["members"]])
-    else:
-        model.fit(frame)
+    model.fit(rows())
     if revision != "unknown":
         s3.put_if_changed(k, pickle.dumps(model), "application/octet-stream")
     return model
+
+
+def forget_fits(prefix: str) -> int:
+    """Remove every stored fit under the lake prefix's datasets (every version: tens of MB a
+    fit, several hundred MB a run at fleet scale), a failed run's too; the number removed."""
+    return s3.purge(layout.datasets_root(prefix), lambda key: layout.FITS in key)
 
 
 def oot_predictions(
