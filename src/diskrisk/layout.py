@@ -59,14 +59,14 @@ def dataset(cutoff: str, digest: str, prefix: str = "") -> str:
     return f"{datasets_root(prefix)}{cutoff}-{digest}"
 
 
+FITS = ".fits/"  # what every stored fit's key holds
+
+
 def fit(table_key: str, recipe: str) -> str:
     """A model fitted on a run's table (``recipe``: family and digest of its params and code
     revision), kept beside the table so the ensemble, a retry or the judging of the champion's
     recipe loads what a challenger task fitted instead of fitting it again."""
     return f"{table_key.removesuffix('.parquet')}{FITS}{recipe}.pkl"
-
-
-FITS = ".fits/"  # what every stored fit's key holds
 
 
 def stats_state(table: str, prefix: str = "") -> str:
