@@ -228,9 +228,21 @@ def survival_table(cutoff: str, lookback: int) -> dict[str, int]:
 
 
 def train_family(family: str, ref: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One challenger, and the size of the model its run logged (what MLflow keeps, and every
+    scorer loads, each time it is trained)."""
+    from mlflow import MlflowClient
+
     from diskrisk import pipeline
 
-    return pipeline.train(family, ref, params)
+    out = pipeline.train(family, ref, params)
+    if out.get("run_id"):
+        client, folders, size = MlflowClient(), ["model"], 0
+        while folders:
+            for f in client.list_artifacts(out["run_id"], folders.pop()):
+                folders += [f.path] if f.is_dir else []
+                size += f.file_size or 0
+        out["model_mb"] = size / 1e6
+    return out
 
 
 def score_with(version: str, day: str) -> dict[str, Any]:
@@ -294,6 +306,8 @@ def training(
                 part, [(f"train {f}", train_family, f, ref) for f in phase], parallel
             )
     ok = [r for r in results if r and "error" not in r]
+    for r in ok:
+        print(f"    {r['family']}: version {r['version']}, model {r.get('model_mb', 0):.1f} MB")
     if ok:
         b.stage(part, "promote", pipeline_call, "promote", ok, ref)
     return ref, ok
