@@ -307,7 +307,7 @@ def training(
             )
     ok = [r for r in results if r and "error" not in r]
     for r in ok:
-        print(f"    {r['family']}: version {r['version']}, model {r.get('model_mb', 0):.1f} MB")
+        print(f"    {r['family']}: version {r['version']}, model {r.pop('model_mb', 0):.1f} MB")
     if ok:
         b.stage(part, "promote", pipeline_call, "promote", ok, ref)
     return ref, ok

@@ -152,6 +152,20 @@ def test_ensemble_is_the_rank_average_of_its_members(fitted, train, test):
         make_model("ensemble", {"members": ["coxph", "ensemble"]})
 
 
+def test_ensemble_ranks_against_each_distinct_training_risk(train, test):
+    """A member's risk becomes the weighted share of training rows at or below it; the
+    reference keeps each distinct training risk once, so drives that tie add nothing to it."""
+    tied = pd.concat([train] * 3, ignore_index=True)
+    w = np.repeat([1.0, 2.0, 0.5], len(train))
+    ens = make_model("ensemble").fit(tied.assign(weight=w))
+    expected = []
+    for m, ref in zip(ens.members_, ens.reference_, strict=True):
+        r_train, r_test = m.predict_risk(tied), m.predict_risk(test)
+        expected.append((r_test[:, None] >= r_train[None, :]) @ w / w.sum())
+        assert ref.size == np.unique(r_train).size <= len(train)
+    np.testing.assert_allclose(ens.predict_risk(test), np.mean(expected, axis=0), rtol=1e-9)
+
+
 def test_landmark_km_is_constant(train, test):
     model = make_model("km", {"time_scale": "landmark"}).fit(train)
     assert np.all(model.predict_risk(test) == 0)

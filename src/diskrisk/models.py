@@ -1075,8 +1075,12 @@ class EnsembleModel(RiskModel):
         for m in self.members_:
             risk = m.predict_risk(df)
             order = np.argsort(risk, kind="stable")
-            self.reference_.append(risk[order])
-            self.reference_cdf_.append(np.cumsum(w[order]) / w.sum())
+            ref, cdf = risk[order], np.cumsum(w[order]) / w.sum()
+            # the step function needs each distinct risk once, with the CDF at its last row:
+            # drives sharing covariates share a risk, so the model stops growing with the table
+            last = np.append(ref[1:] != ref[:-1], True)
+            self.reference_.append(ref[last])
+            self.reference_cdf_.append(cdf[last])
         self.input_columns_ = sorted({c for m in self.members_ for c in m.input_columns_})
         self.feature_names_ = self.input_columns_
         self.train_max_time_ = float(time.max())
