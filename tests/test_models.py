@@ -446,10 +446,20 @@ def test_degenerate_fit_is_refused(monkeypatch):
 
     df = make_frame(2000, seed=5)
     assert make_model("coxph").fit(df).n_train_ == 2000  # the honest fit passes the check
-    original = CoxPHModel.predict_risk
-    monkeypatch.setattr(CoxPHModel, "predict_risk", lambda self, frame: -original(self, frame))
+    original = CoxPHModel._risk
+    monkeypatch.setattr(CoxPHModel, "_risk", lambda self, X, frame: -original(self, X, frame))
     with pytest.raises(ModelError, match="degenerate fit"):
         make_model("coxph").fit(df)
+
+
+@pytest.mark.parametrize("params", [{}, {"model_ranks": True}])
+def test_fitting_transforms_the_training_rows_as_predicting_would(train, params):
+    """The degenerate-fit check ranks the training rows as fitting transformed them, instead of
+    transforming them again: the same matrix, weights and within-model ranks included."""
+    w = np.random.default_rng(2).uniform(0.5, 3.0, len(train))
+    model = make_model("coxph", params)
+    fitted_rows = model._fit_transform(train.assign(weight=w))
+    pd.testing.assert_frame_equal(fitted_rows, model._transform(train))
 
 
 def test_within_model_rank_compares_a_drive_with_its_own_model():

@@ -581,16 +581,19 @@ class RiskModel(ABC):
         self.train_max_time_ = float(time.max())
         self.n_train_, self.n_train_events_ = _represented(df), int(event.sum())
         if self.uses_covariates:
-            self._check_fit(df, time, event)
+            self._check_fit(X, df, time, event)
         return self
 
-    def _check_fit(self, df: pd.DataFrame, time: np.ndarray, event: np.ndarray) -> None:
+    def _check_fit(
+        self, X: pd.DataFrame | None, df: pd.DataFrame, time: np.ndarray, event: np.ndarray
+    ) -> None:
         """A covariate model that ranks its own training drives worse than chance did not fit
         (seen: Newton-Raphson settling on a degenerate optimum with collinear deltas); refuse it
-        rather than let it reach evaluation looking like a model."""
+        rather than let it reach evaluation looking like a model. ``X``: the training rows as
+        fitting transformed them, what ``predict_risk(df)`` would transform them to again."""
         from diskrisk.concordance import harrell_c
 
-        c = harrell_c(event.astype(bool), time, self.predict_risk(df))
+        c = harrell_c(event.astype(bool), time, np.asarray(self._risk(X, df), dtype=float))
         if not c >= 0.5:
             raise ModelError(f"{self.family}: degenerate fit, training Harrell C {c:.3f} < 0.5")
 
