@@ -456,7 +456,7 @@ def _convergence_notes(family: str) -> Iterator[list[str]]:
 # What a lifelines fitter keeps of its training rows: the rows, per-row predictions,
 # likelihood closures over the design matrix, confidence bands. Prediction reads none of them
 # (coefficients, the baseline, ``survival_function_``), while they made every shipped model
-# grow with its table: coxph ~35 MB, km ~35 MB at the 300k-drive fleet's 277k rows, logged to
+# grow with its table: coxph ~35 MB, km ~35 MB on the fleet's 550k-row tables, logged to
 # MLflow on every run and loaded by every scorer. What they served (``print_summary``, the
 # fitter's own concordance, ``check_assumptions``) needs the table, which the run's lineage
 # names (``data.train_uri``).
