@@ -306,8 +306,9 @@ def training(
                 part, [(f"train {f}", train_family, f, ref) for f in phase], parallel
             )
     ok = [r for r in results if r and "error" not in r]
-    for r in ok:
-        print(f"    {r['family']}: version {r['version']}, model {r.pop('model_mb', 0):.1f} MB")
+    sizes = [r.pop("model_mb", float("nan")) for r in ok]  # promote takes Challenger fields only
+    for r, mb in zip(ok, sizes, strict=True):
+        print(f"    {r['family']}: version {r['version']}, model {mb:.1f} MB")
     if ok:
         b.stage(part, "promote", pipeline_call, "promote", ok, ref)
     return ref, ok

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import multiprocessing as mp
 import os
 import resource
@@ -111,7 +112,7 @@ def _print_floor(steps: dict[str, tuple[float, float, float]], path: Path, t_pa:
     print(f"\n{head} {'store CPU s':>12}")
     for name, (wall, cpu, server) in steps.items():
         print(f"{name:44} {wall:7.2f} {cpu:10.2f} {server:12.2f}")
-    cpu = sum(c + (0.0 if s != s else s) for _, c, s in steps.values())
+    cpu = sum(c + (0.0 if math.isnan(s) else s) for _, c, s in steps.values())
     print(f"{'(a) bare parse, best of 3, for reference':44} {pa_wall:7.2f} {pa_cpu:10.2f}")
     print(
         f"CPU seconds of the one pass's steps: {cpu:.2f} ({cpu / pa_cpu:.2f}x the parse's); "

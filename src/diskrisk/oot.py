@@ -549,15 +549,24 @@ def _bootstrap_weights(frame: pd.DataFrame, n: int, seed: int) -> Iterator[np.nd
         yield counts[codes]
 
 
+def _interval(values: Sequence[float]) -> tuple[float, float]:
+    """Percentile 95 % interval of the finite ``values`` (NaN, NaN when there are none)."""
+    finite = np.asarray([v for v in values if np.isfinite(v)])
+    if not finite.size:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(finite, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def _bootstrap(
+    indexes: list[tuple[np.ndarray, PairIndex]], frame: pd.DataFrame, n: int, seed: int
+) -> tuple[float, float]:
+    return _interval([_pooled(indexes, w) for w in _bootstrap_weights(frame, n, seed)])
+
+
 def bootstrap_c(frame: pd.DataFrame, n: int = 200, seed: int = 0) -> tuple[float, float]:
     """Percentile 95 % interval of the pooled C over drive-clustered resamples."""
-    indexes = _indexes(frame, "risk")
-    values = [_pooled(indexes, w) for w in _bootstrap_weights(frame, n, seed)]
-    values = [v for v in values if np.isfinite(v)]
-    if not values:
-        return float("nan"), float("nan")
-    lo, hi = np.percentile(values, [2.5, 97.5])
-    return float(lo), float(hi)
+    return _bootstrap(_indexes(frame, "risk"), frame, n, seed)
 
 
 def paired_difference(
@@ -572,9 +581,7 @@ def paired_difference(
     if len(both) != len(a) or len(both) != len(b):
         raise ValueError("paired comparison needs predictions on exactly the same test rows")
     ia, ib = _indexes(both, "risk_a"), _indexes(both, "risk_b")
-    diffs = [_pooled(ia, w) - _pooled(ib, w) for w in _bootstrap_weights(both, n, seed)]
-    d = np.asarray([x for x in diffs if np.isfinite(x)])
-    lo, hi = np.percentile(d, [2.5, 97.5]) if d.size else (np.nan, np.nan)
+    lo, hi = _interval([_pooled(ia, w) - _pooled(ib, w) for w in _bootstrap_weights(both, n, seed)])
     c_a, c_b = _pooled(ia), _pooled(ib)
     return {
         "c_a": c_a,
@@ -644,15 +651,17 @@ def metrics(
 ) -> dict[str, float]:
     """Out-of-time metrics of one family's predictions (names prefixed ``oot_``)."""
     f = pred.frame
+    indexes = _indexes(f, "risk")  # the point estimate and every resample count these pairs
     m: dict[str, float] = {
         "oot_n": float(len(f)),
         "oot_events": float(f["event"].sum()),
         "oot_splits": float(f[SPLIT].nunique()),
-        "oot_harrell_c": pooled_c(f),
+        "oot_harrell_c": _pooled(indexes),
         "oot_fit_seconds": pred.fit_seconds,
     }
     if n_bootstrap > 0:
-        m["oot_harrell_c_ci_low"], m["oot_harrell_c_ci_high"] = bootstrap_c(f, n_bootstrap, seed)
+        low, high = _bootstrap(indexes, f, n_bootstrap, seed)
+        m["oot_harrell_c_ci_low"], m["oot_harrell_c_ci_high"] = low, high
     for b in budgets:
         m[f"oot_recall_top{b * 100:g}pct"] = recall_at_budget(f, b)
     _, m["oot_calibration_abs_err"] = calibration(f)

@@ -83,8 +83,8 @@ def fitted(
 
 
 def forget_fits(prefix: str) -> int:
-    """Remove every stored fit under the lake prefix's datasets (every version: tens of MB a
-    fit, several hundred MB a run at fleet scale), a failed run's too; the number removed."""
+    """Remove every stored fit under the lake prefix's datasets, every version (each run
+    writes new ones), a failed run's too; the number removed."""
     return s3.purge(layout.datasets_root(prefix), lambda key: layout.FITS in key)
 
 
